@@ -1,0 +1,32 @@
+# Two commands: `make demo` runs the embedded default study, `make test` runs the tests.
+# Each creates .venv and installs what it needs; both are quick once installed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: demo test lint install chromium
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP)
+
+# The report test opens report.html in a real headless Chromium (Debian package), installed here if missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) ) || \
+	  echo "note: chromium not installed; the browser test will be skipped outside CI"
+
+demo: $(STAMP)
+	$(BIN)/medssl benchmark configs/demo.yaml --out runs/demo
+
+test: $(STAMP) chromium
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check medssl tests benchmarks
+	$(BIN)/ruff format --check medssl tests benchmarks

@@ -1,0 +1,142 @@
+"""Decode a table once into a uint8 array at the working resolution, cached on disk and memory-mapped."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medssl.data.decode import BadImageError, decode_image, is_gray, resize
+from medssl.data.types import ImageRecord, ImageTable
+from medssl.errors import DataError
+
+CACHE_VERSION = "pixels-v1"
+
+
+def default_cache_dir() -> Path:
+    """``$MEDSSL_CACHE`` or ``~/.cache/medssl``."""
+    return Path(os.environ.get("MEDSSL_CACHE", Path.home() / ".cache" / "medssl"))
+
+
+@dataclass
+class Pixels:
+    """Decoded images (N, H, W, C) uint8, C = 1 for grayscale data and 3 for colour."""
+
+    images: np.ndarray
+    kept: np.ndarray
+    """Indices of the table records that decoded (all of them unless bad images were skipped)."""
+    fingerprint: str
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[-1])
+
+
+def _file_digest(path: Path) -> bytes:
+    try:
+        return hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
+    except OSError:
+        return b"unreadable"
+
+
+def table_fingerprint(table: ImageTable, image_size: int, workers: int = 8) -> str:
+    """A key over the source, the working size and every file's contents (or the generator's identity)."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(f"{CACHE_VERSION}|{table.layout}|{image_size}|{table.identity}|{table.classes}".encode())
+    for record in table.records:
+        digest.update(f"|{record.ref}:{record.label}".encode())
+    if table.reader is None:
+        with ThreadPoolExecutor(workers) as pool:
+            for file_digest in pool.map(_file_digest, (table.path(r) for r in table.records)):
+                digest.update(file_digest)
+    return digest.hexdigest()
+
+
+def _decode_one(table: ImageTable, record: ImageRecord, size: int) -> np.ndarray:
+    array = table.reader(record) if table.reader is not None else decode_image(table.path(record))
+    return resize(array, size)
+
+
+def _decode_all(
+    table: ImageTable, size: int, skip_bad: bool, progress: Callable[[int, int], None] | None
+) -> tuple[list[np.ndarray | None], list[str]]:
+    arrays: list[np.ndarray | None] = []
+    bad: list[str] = []
+
+    def attempt(record: ImageRecord) -> np.ndarray | BadImageError:
+        try:
+            return _decode_one(table, record, size)
+        except BadImageError as error:
+            return error
+
+    with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
+        for done, result in enumerate(pool.map(attempt, table.records), start=1):
+            if isinstance(result, BadImageError):
+                bad.append(str(result))
+                arrays.append(None)
+            else:
+                arrays.append(result)
+            if progress and (done % 256 == 0 or done == len(table.records)):
+                progress(done, len(table.records))
+    if bad and not skip_bad:
+        more = f" (and {len(bad) - 1} more bad images)" if len(bad) > 1 else ""
+        raise BadImageError(bad[0] + more)
+    return arrays, bad
+
+
+def _stack(arrays: list[np.ndarray | None], size: int) -> tuple[np.ndarray, np.ndarray]:
+    kept = np.array([i for i, a in enumerate(arrays) if a is not None], dtype=np.int64)
+    gray = all(is_gray(arrays[i]) for i in kept)
+    channels = 1 if gray else 3
+    out = np.empty((len(kept), size, size, channels), dtype=np.uint8)
+    for row, index in enumerate(kept):
+        array = arrays[index]
+        if gray:
+            out[row, ..., 0] = array if array.ndim == 2 else array[..., 0]
+        else:
+            out[row] = array if array.ndim == 3 else array[..., None]
+    return out, kept
+
+
+def _write_atomic(path: Path, images: np.ndarray, meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+    np.save(tmp, images)
+    os.replace(tmp, path)
+    meta_tmp = path.with_suffix(f".tmp{os.getpid()}.json")
+    meta_tmp.write_text(json.dumps(meta))
+    os.replace(meta_tmp, path.with_suffix(".json"))
+
+
+def load_pixels(
+    table: ImageTable,
+    image_size: int,
+    cache_dir: Path | None = None,
+    skip_bad: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Pixels:
+    """Pixels of ``table`` at ``image_size``: from the cache when present, else decoded and cached."""
+    if not table.records:
+        raise DataError(f"{table.root}: no images found; check the path and layout")
+    fingerprint = table_fingerprint(table, image_size)
+    path = (cache_dir or default_cache_dir()) / f"{table.layout}-{image_size}px-{fingerprint}.npy"
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("skipped") and not skip_bad:
+            raise BadImageError(meta["skipped"][0])
+        return Pixels(np.load(path, mmap_mode="r"), np.array(meta["kept"]), fingerprint, meta["skipped"])
+    arrays, bad = _decode_all(table, image_size, skip_bad, progress)
+    images, kept = _stack(arrays, image_size)
+    try:
+        _write_atomic(path, images, {"kept": kept.tolist(), "skipped": bad, "layout": table.layout})
+    except OSError as error:
+        raise DataError(f"{path.parent}: cannot write the pixel cache ({error}); set MEDSSL_CACHE to a writable folder")
+    return Pixels(np.load(path, mmap_mode="r"), kept, fingerprint, bad)

@@ -1,0 +1,63 @@
+"""Data source adapters, one small module per folder layout, registered by name.
+
+Each adapter is a ``Source``: ``detect(path)`` says whether a path has its layout and ``load(path)``
+returns an ``ImageTable``. ``load_table`` picks the named adapter or the first that detects the path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from medssl.data.types import ImageTable
+from medssl.errors import DataError
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    detect: Callable[[Path], bool]
+    load: Callable[[Path], ImageTable]
+    description: str
+
+
+SOURCES: dict[str, Source] = {}
+"""Registered adapters in detection order (most specific first)."""
+
+
+def register(source: Source) -> Source:
+    SOURCES[source.name] = source
+    return source
+
+
+def _register_builtin() -> None:
+    # Imported for their side effect of registering; order is detection order.
+    from medssl.data.sources import (  # noqa: F401
+        breakhis,
+        chest_xray,
+        csv_manifest,
+        folder,
+        kather,
+        medmnist_npz,
+    )
+
+
+def load_table(path: str | Path, layout: str = "auto") -> ImageTable:
+    """Load ``path`` with the adapter named ``layout``, or the first one that recognises it."""
+    if not SOURCES:
+        _register_builtin()
+    path = Path(path).expanduser()
+    if layout != "auto":
+        if layout not in SOURCES:
+            raise DataError(f"layout '{layout}' is unknown; choose one of: auto, {', '.join(SOURCES)}")
+        return SOURCES[layout].load(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; check the --data path")
+    for source in SOURCES.values():
+        if source.detect(path):
+            return source.load(path)
+    raise DataError(
+        f"{path}: unknown layout; expected one of {', '.join(SOURCES)} "
+        "(see README 'Your own data'), or name it with --layout"
+    )

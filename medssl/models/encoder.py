@@ -1,0 +1,97 @@
+"""``Encoder``: a backbone bundled with its input conventions, saved and loaded as a pair of files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medssl.errors import MedsslError
+from medssl.models.backbones import Init, backbone_spec, build_backbone
+
+ENCODER_WEIGHTS = "encoder.pt"
+ENCODER_META = "encoder.json"
+
+
+class Encoder(nn.Module):
+    """Maps images in [0, 1], shape (B, C, H, W) with C = 1 or 3, to (B, feature_dim) features.
+
+    Grayscale input is repeated to three channels and every input is normalised the way the backbone
+    expects, so callers only ever pass ``uint8_batch.float() / 255``.
+    """
+
+    def __init__(self, backbone: nn.Module, name: str, meta: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        spec = backbone_spec(name)
+        self.backbone = backbone
+        self.name = name
+        self.feature_dim = spec.feature_dim
+        self.meta = {"backbone": name, "mean": list(spec.mean), "std": list(spec.std), **(meta or {})}
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.normalise(x))
+
+
+def build_encoder(name: str, init: Init = "random", **meta: Any) -> Encoder:
+    return Encoder(build_backbone(name, init), name, {"init": init, **meta})
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_encoder(encoder: Encoder, directory: str | Path, **meta: Any) -> Path:
+    """Write ``encoder.pt`` (backbone state_dict only) and ``encoder.json`` (how to use it) atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    info = {**encoder.meta, **meta}
+    _atomic_write(directory / ENCODER_WEIGHTS, lambda p: torch.save(encoder.backbone.state_dict(), p))
+    _atomic_write(directory / ENCODER_META, lambda p: p.write_text(json.dumps(info, indent=2, default=str)))
+    return directory
+
+
+def safe_torch_load(path: str | Path) -> Any:
+    """``torch.load`` with ``weights_only=True``: a file carrying pickled objects is refused clearly."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MedsslError(f"{path}: file not found") from None
+    except Exception as error:
+        raise MedsslError(
+            f"{path}: refused to load; it is not a plain weights file ({error.__class__.__name__}). "
+            "Only load checkpoints you trust, saved by medssl"
+        ) from None
+
+
+def load_encoder(directory: str | Path) -> Encoder:
+    """The ``Encoder`` saved in a pre-training run directory, in eval mode, ready for feature extraction."""
+    directory = Path(directory)
+    meta_path = directory / ENCODER_META
+    if not meta_path.is_file():
+        raise MedsslError(f"{directory}: no {ENCODER_META}; pass a pre-training output directory")
+    meta = json.loads(meta_path.read_text())
+    encoder = Encoder(build_backbone(meta["backbone"], "random"), meta["backbone"], meta)
+    encoder.backbone.load_state_dict(safe_torch_load(directory / ENCODER_WEIGHTS))
+    return encoder.eval()
+
+
+def encoder_from_spec(spec: str) -> Encoder:
+    """``imagenet:<backbone>``, ``random:<backbone>`` or a pre-training run directory."""
+    kind, _, name = spec.partition(":")
+    if kind in ("imagenet", "random") and name:
+        torch.manual_seed(0)
+        return build_encoder(name, kind, method=kind, source=spec).eval()  # type: ignore[arg-type]
+    return load_encoder(spec)
