@@ -138,5 +138,7 @@ def load_pixels(
     try:
         _write_atomic(path, images, {"kept": kept.tolist(), "skipped": bad, "layout": table.layout})
     except OSError as error:
-        raise DataError(f"{path.parent}: cannot write the pixel cache ({error}); set MEDSSL_CACHE to a writable folder")
+        raise DataError(
+            f"{path.parent}: cannot write the pixel cache ({error}); set MEDSSL_CACHE to a writable folder"
+        ) from None
     return Pixels(np.load(path, mmap_mode="r"), kept, fingerprint, bad)

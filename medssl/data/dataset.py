@@ -98,7 +98,9 @@ def _check_classes(table: ImageTable) -> None:
         raise DataError(f"{table.root}: only one class ({table.classes}); classification needs at least two")
     empty = [name for name, count in zip(table.classes, counts, strict=True) if count == 0]
     if empty:
-        raise DataError(f"{table.root}: class folder(s) {empty} contain no usable images; add images or remove them")
+        raise DataError(
+            f"{table.root}: class folder(s) {empty} contain no usable images; add images or remove them"
+        )
 
 
 def prepare_data(config: DataConfig, run_dir: Path | None = None, progress=None) -> PreparedData:

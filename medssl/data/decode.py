@@ -56,7 +56,9 @@ def decode_image(path: Path) -> np.ndarray:
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
-                    raise BadImageError(f"{path}: {width}x{height} pixels is too large (decompression bomb?); {fix}")
+                    raise BadImageError(
+                        f"{path}: {width}x{height} pixels is too large (decompression bomb?); {fix}"
+                    )
                 image.load()
                 image = ImageOps.exif_transpose(image) or image
                 return _to_uint8(image)
@@ -67,7 +69,9 @@ def decode_image(path: Path) -> np.ndarray:
     except UnidentifiedImageError:
         raise BadImageError(f"{path}: not an image file (or an unsupported format); {fix}") from None
     except PermissionError:
-        raise BadImageError(f"{path}: permission denied; make the file readable (chmod +r) or {fix}") from None
+        raise BadImageError(
+            f"{path}: permission denied; make the file readable (chmod +r) or {fix}"
+        ) from None
     except OSError as error:
         raise BadImageError(f"{path}: unreadable or truncated image ({error}); {fix}") from None
     except (ValueError, SyntaxError, IndexError) as error:
@@ -79,7 +83,10 @@ def is_gray(array: np.ndarray, tolerance: float = 3.0) -> bool:
     if array.ndim == 2:
         return True
     small = array[:: max(1, array.shape[0] // 64), :: max(1, array.shape[1] // 64)].astype(np.int16)
-    return float(np.abs(small[..., 0] - small[..., 1]).mean() + np.abs(small[..., 1] - small[..., 2]).mean()) < tolerance
+    return (
+        float(np.abs(small[..., 0] - small[..., 1]).mean() + np.abs(small[..., 1] - small[..., 2]).mean())
+        < tolerance
+    )
 
 
 def resize(array: np.ndarray, size: int) -> np.ndarray:

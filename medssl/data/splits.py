@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,9 @@ def _groups(table: ImageTable, indices: np.ndarray) -> np.ndarray:
     return np.array([table.records[i].patient or f"__image_{i}" for i in indices])
 
 
-def hold_out(table: ImageTable, indices: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def hold_out(
+    table: ImageTable, indices: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split ``indices`` into (kept, held out ≈ fraction), stratified by class and grouped by patient."""
     labels = table.labels[indices]
     groups = _groups(table, indices)
@@ -38,12 +41,32 @@ def hold_out(table: ImageTable, indices: np.ndarray, fraction: float, seed: int)
     return np.sort(indices[kept]), np.sort(indices[held])
 
 
-def make_split(table: ImageTable, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> Split:
-    """Official test (and large enough official val) kept; the rest split by ``seed``."""
+def _without_test_patients(table: ImageTable, pool: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Drop from ``pool`` the images of patients who also have images in the official test split."""
+    test_patients = {table.records[i].patient for i in test} - {None}
+    leaking = np.array([table.records[i].patient in test_patients for i in pool], dtype=bool)
+    if leaking.any():
+        patients = len({table.records[i].patient for i in pool[leaking]})
+        warnings.warn(
+            f"{table.root}: {leaking.sum()} training images of {patients} patients who also appear in the "
+            "official test split were left out of train/val, so that no patient is on both sides",
+            stacklevel=3,
+        )
+    return pool[~leaking]
+
+
+def make_split(
+    table: ImageTable, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0
+) -> Split:
+    """Official test (and large enough official val) kept; the rest split by ``seed``.
+
+    Patients are never on two sides: where the official test split shares patients with the official
+    training images, those training images are left out (with a warning).
+    """
     official = np.array([r.split or "" for r in table.records])
     everything = np.arange(len(table.records))
     test = everything[official == "test"]
-    pool = everything[official != "test"]
+    pool = _without_test_patients(table, everything[official != "test"], test)
     if len(test) == 0:
         pool, test = hold_out(table, pool, test_fraction, seed)
     val = pool[official[pool] == "val"]
@@ -90,6 +113,8 @@ def load_split(path: Path, table: ImageTable) -> Split:
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             if row["ref"] not in index_of:
-                raise DataError(f"{path}: image '{row['ref']}' is not in the dataset; delete the manifest to re-split")
+                raise DataError(
+                    f"{path}: image '{row['ref']}' is not in the dataset; delete the manifest to re-split"
+                )
             parts[row["split"]].append(index_of[row["ref"]])
     return {name: np.array(sorted(ids), dtype=np.int64) for name, ids in parts.items()}

@@ -6,6 +6,7 @@ returns an ``ImageTable``. ``load_table`` picks the named adapter or the first t
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,32 +32,30 @@ def register(source: Source) -> Source:
     return source
 
 
+BUILTIN = ("chest_xray", "breakhis", "kather", "medmnist_npz", "csv_manifest", "folder")
+"""Adapter modules in detection order; ``folder`` is the catch-all and must stay last."""
+
+
 def _register_builtin() -> None:
-    # Imported for their side effect of registering; order is detection order.
-    from medssl.data.sources import (  # noqa: F401
-        breakhis,
-        chest_xray,
-        csv_manifest,
-        folder,
-        kather,
-        medmnist_npz,
-    )
+    # Imported for their side effect of registering, in detection order (an import list would be re-sorted).
+    for module in BUILTIN:
+        importlib.import_module(f"medssl.data.sources.{module}")
+    SOURCES["folder"] = SOURCES.pop("folder")  # last even if imported early, e.g. by a test
 
 
 def load_table(path: str | Path, layout: str = "auto") -> ImageTable:
     """Load ``path`` with the adapter named ``layout``, or the first one that recognises it."""
-    if not SOURCES:
-        _register_builtin()
+    _register_builtin()  # cheap after the first call
     path = Path(path).expanduser()
     if layout != "auto":
         if layout not in SOURCES:
             raise DataError(f"layout '{layout}' is unknown; choose one of: auto, {', '.join(SOURCES)}")
         return SOURCES[layout].load(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder; check the --data path")
-    for source in SOURCES.values():
+    for source in SOURCES.values():  # before the existence check: MedMNIST sets can be given by name
         if source.detect(path):
             return source.load(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; check the --data path")
     raise DataError(
         f"{path}: unknown layout; expected one of {', '.join(SOURCES)} "
         "(see README 'Your own data'), or name it with --layout"

@@ -1,1 +1,115 @@
-"""Placeholder until the adapter lands."""
+"""A CSV manifest: a header row naming ``path,label`` and optionally ``patient`` and ``split`` columns.
+
+Paths are relative to the CSV's folder (absolute paths work too); ``split`` is ``train``, ``val`` or
+``test`` (or empty for "split it for me"). Errors name the CSV line.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from medssl.data.sources import Source, register
+from medssl.data.sources._files import SPLIT_NAMES
+from medssl.data.types import ImageRecord, ImageTable
+from medssl.errors import DataError
+
+REQUIRED = ("path", "label")
+OPTIONAL = ("patient", "split")
+
+
+def detect(path: Path) -> bool:
+    return path.suffix.lower() == ".csv" and path.is_file()
+
+
+def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
+    """Comma, semicolon or tab separated (spreadsheet exports vary); comma when unsure."""
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        return csv.excel
+
+
+def _class_names(labels: set[str]) -> list[str]:
+    """Sorted label names; numerically when every label is an integer (so ``10`` sorts after ``9``)."""
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def _header(reader: csv.DictReader, path: Path) -> dict[str, str]:
+    """Lower-case column name → name as written, checked for the required columns."""
+    names = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
+    missing = [name for name in REQUIRED if name not in names]
+    if missing:
+        raise DataError(
+            f"{path}: line 1 must be a header naming the columns path,label[,patient][,split]; "
+            f"found {reader.fieldnames or 'nothing'} (missing {', '.join(missing)})"
+        )
+    return names
+
+
+def _record(
+    row: dict[str, str], columns: dict[str, str], where: str, root: Path
+) -> tuple[str, str, str, str]:
+    def cell(name: str) -> str:
+        return (row.get(columns[name]) or "").strip() if name in columns else ""
+
+    ref, label, patient, split = (cell(name) for name in (*REQUIRED, *OPTIONAL))
+    if not ref:
+        raise DataError(f"{where}: empty path; every row needs an image path")
+    if not label:
+        raise DataError(f"{where}: empty label for {ref}; give every image a label or remove the row")
+    if split and split.lower() not in SPLIT_NAMES:
+        raise DataError(f"{where}: unknown split '{split}'; use train, val, test or leave it empty")
+    if not (root / ref).exists():
+        raise DataError(f"{where}: {root / ref} does not exist; paths are relative to the CSV's folder")
+    return ref, label, patient, SPLIT_NAMES[split.lower()] if split else ""
+
+
+def load(path: Path) -> ImageTable:
+    if not path.is_file():
+        raise DataError(f"{path}: no such CSV file; check the --data path")
+    root = path.parent
+    rows: list[tuple[str, str, str, str]] = []
+    first_line: dict[str, int] = {}
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            sample = handle.read(4096)
+            handle.seek(0)
+            dialect = _dialect(sample)
+            reader = csv.DictReader(handle, dialect=dialect)
+            columns = _header(reader, path)
+            for row in reader:
+                where = f"{path}, line {reader.line_num}"
+                if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
+                    continue
+                record = _record(row, columns, where, root)
+                if record[0] in first_line:
+                    raise DataError(
+                        f"{where}: {record[0]} is listed twice (also line {first_line[record[0]]})"
+                    )
+                first_line[record[0]] = reader.line_num
+                rows.append(record)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not a UTF-8 text CSV ({error.reason}); save it as UTF-8 CSV") from None
+    except csv.Error as error:
+        raise DataError(f"{path}: malformed CSV ({error}); save it as comma-separated values") from None
+    if not rows:
+        raise DataError(f"{path}: the manifest lists no images; add rows path,label")
+    classes = _class_names({label for _, label, _, _ in rows})
+    index = {name: i for i, name in enumerate(classes)}
+    records = [
+        ImageRecord(ref, index[label], patient or None, split or None) for ref, label, patient, split in rows
+    ]
+    return ImageTable("csv", root, classes, records, ignored=[])
+
+
+register(
+    Source(
+        name="csv",
+        detect=detect,
+        load=load,
+        description="CSV manifest with columns path,label[,patient][,split]",
+    )
+)

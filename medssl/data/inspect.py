@@ -1,0 +1,377 @@
+"""``medssl data inspect``: what a dataset looks like and what is wrong with it, before any training.
+
+Every file is read once (hashed, and its header parsed by PIL without decoding pixels); only files whose
+end-of-image marker is missing and the sample-grid images are decoded. In-memory sources (MedMNIST,
+synthetic) are hashed on their decoded pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import time
+import warnings
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+from medssl.data.decode import BadImageError, decode_image, resize
+from medssl.data.sources import SOURCES, load_table
+from medssl.data.sources._files import lenient
+from medssl.data.sources.synthetic import load_synthetic
+from medssl.data.types import SPLITS, ImageTable
+from medssl.errors import DataError
+
+EXAMPLES = 3
+"""How many example names a problem line shows."""
+LABEL_WIDTH = 150
+
+
+@dataclass
+class FileCheck:
+    """What one read of a file tells: content hash, header size and mode, or why it is unreadable."""
+
+    digest: bytes | None = None
+    size: tuple[int, int] | None = None
+    mode: str | None = None
+    error: str | None = None
+    suspect: bool = False
+    """The end-of-image marker is missing: the file may be truncated (confirmed by decoding)."""
+
+
+@dataclass
+class InspectReport:
+    """Everything ``medssl data inspect`` prints; ``to_text`` formats it."""
+
+    name: str
+    path: str
+    layout: str
+    detected: bool
+    description: str
+    modality: str
+    classes: list[str]
+    counts: dict[str, dict[str, int]]
+    sizes: Counter[tuple[int, int]]
+    modes: Counter[str]
+    checked: int
+    patients: dict[str, int]
+    with_patient: int
+    problems: list[str] = field(default_factory=list)
+    grid_path: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def n_images(self) -> int:
+        return sum(sum(per_class.values()) for per_class in self.counts.values())
+
+    def to_text(self) -> str:
+        how = "detected" if self.detected else "given with --layout"
+        lines = [
+            f"dataset    {self.name}  ({self.path})",
+            f"layout     {self.layout} ({how}): {self.description}",
+            f"modality   {self.modality}",
+            f"classes    {len(self.classes)}: {', '.join(self.classes)}",
+            f"images     {self.n_images:,}",
+            *_count_table(self.classes, self.counts),
+            f"patients   {self._patients_text()}",
+            f"sizes      {_sizes_text(self.sizes)}  ({self.checked:,} images checked)",
+            f"modes      {', '.join(f'{mode} {n:,}' for mode, n in self.modes.most_common())}",
+            f"problems   {len(self.problems) or 'none found'}",
+            *(f"  - {problem}" for problem in self.problems),
+        ]
+        if self.grid_path is not None:
+            lines.append(f"samples    {self.grid_path}")
+        lines.append(f"time       {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+    def _patients_text(self) -> str:
+        if not self.with_patient:
+            return "unknown (no patient ids; every image is its own group when splitting)"
+        parts = ", ".join(f"{split} {n:,}" for split, n in self.patients.items())
+        total = sum(sum(c.values()) for c in self.counts.values())
+        coverage = (
+            "every image has one" if self.with_patient == total else f"{self.with_patient:,} images have one"
+        )
+        return f"{parts} ({coverage})"
+
+
+def _count_table(classes: list[str], counts: dict[str, dict[str, int]]) -> list[str]:
+    width = max(8, *(len(name) + 2 for name in classes))
+    header = " " * 13 + "".join(f"{name:>{width}}" for name in classes) + f"{'total':>{width}}"
+    rows = [header]
+    for split in sorted(counts, key=lambda s: SPLITS.index(s) if s in SPLITS else -1):
+        per_class = counts[split]
+        cells = "".join(f"{per_class[name]:>{width},}" for name in classes)
+        rows.append(f"  {split:<11}{cells}{sum(per_class.values()):>{width},}")
+    return rows
+
+
+def _sizes_text(sizes: Counter[tuple[int, int]]) -> str:
+    if not sizes:
+        return "unknown"
+    common = ", ".join(f"{w}x{h} ({n:,})" for (w, h), n in sizes.most_common(3))
+    if len(sizes) <= 3:
+        return common
+    widths = [w for w, _ in sizes]
+    heights = [h for _, h in sizes]
+    return (
+        f"{len(sizes):,} different sizes, width {min(widths)}-{max(widths)}, "
+        f"height {min(heights)}-{max(heights)}; most common {common}"
+    )
+
+
+def _examples(items: list[str], n: int = EXAMPLES) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f" … (+{len(items) - n} more)" if len(items) > n else "")
+
+
+def _ends_cleanly(data: bytes, image_format: str | None) -> bool:
+    """False when a JPEG lacks its end-of-image marker or a PNG its IEND chunk (a truncated download)."""
+    if image_format == "JPEG":
+        return data.rstrip(b"\x00\r\n ")[-2:] == b"\xff\xd9"
+    if image_format == "PNG":
+        return b"IEND" in data[-16:]
+    return True
+
+
+def check_file(path: Path) -> FileCheck:
+    """Read ``path`` once: hash it and parse its header (pixels are not decoded)."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return FileCheck(error=f"{path}: unreadable ({error.strerror or error})")
+    digest = hashlib.blake2b(data, digest_size=16).digest()
+    if not data:
+        return FileCheck(digest, error=f"{path}: empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            size, mode, image_format = image.size, image.mode, image.format
+    except Image.DecompressionBombError:
+        return FileCheck(digest, error=f"{path}: refused as a possible decompression bomb")
+    except UnidentifiedImageError:
+        return FileCheck(digest, error=f"{path}: not an image file (or an unsupported format)")
+    except (OSError, ValueError, SyntaxError) as error:
+        return FileCheck(digest, error=f"{path}: corrupt image header ({error})")
+    if size[0] * size[1] > (Image.MAX_IMAGE_PIXELS or np.inf):
+        return FileCheck(
+            digest, size, mode, f"{path}: {size[0]}x{size[1]} pixels, refused as a decompression bomb"
+        )
+    return FileCheck(digest, size, mode, suspect=not _ends_cleanly(data, image_format))
+
+
+def _check_files(table: ImageTable) -> list[FileCheck]:
+    with warnings.catch_warnings():  # once around the pool: the filter list is global, not per thread
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with ThreadPoolExecutor(8) as pool:
+            checks = list(pool.map(check_file, (table.path(r) for r in table.records)))
+    for record, check in zip(table.records, checks, strict=True):
+        if check.suspect:
+            try:
+                decode_image(table.path(record))
+            except BadImageError as error:
+                check.error = str(error).split("; remove")[0]
+    return checks
+
+
+def _check_arrays(table: ImageTable) -> list[FileCheck]:
+    assert table.reader is not None
+    checks = []
+    for record in table.records:
+        array = np.ascontiguousarray(table.reader(record))
+        digest = hashlib.blake2b(array.tobytes(), digest_size=16).digest()
+        mode = "L" if array.ndim == 2 else "RGB"
+        checks.append(FileCheck(digest, (array.shape[1], array.shape[0]), mode))
+    return checks
+
+
+def _kept_together(table: ImageTable, group: list[int]) -> bool:
+    """Identical images that any split keeps on one side: one patient, or all in the official test set."""
+    records = [table.records[i] for i in group]
+    same_patient = records[0].patient is not None and len({r.patient for r in records}) == 1
+    return same_patient or all(r.split == "test" for r in records)
+
+
+def _duplicate_problems(table: ImageTable, checks: list[FileCheck]) -> list[str]:
+    """Identical images across the official train/test sides, with different labels, or anywhere."""
+    groups: dict[bytes, list[int]] = defaultdict(list)
+    for i, check in enumerate(checks):
+        if check.digest is not None and check.error is None:
+            groups[check.digest].append(i)
+    sets = [g for g in groups.values() if len(g) > 1]
+    refs = [r.ref for r in table.records]
+    problems = []
+    across, rest = [], []
+    for group in sets:
+        train_side = [i for i in group if table.records[i].split != "test"]
+        test_side = [i for i in group if table.records[i].split == "test"]
+        if train_side and test_side:
+            across += [f"{refs[t]} = {refs[train_side[0]]}" for t in test_side]
+        else:
+            rest.append(group)
+    if across:
+        problems.append(f"{len(across)} test images are identical to train/val images: {_examples(across)}")
+    conflicting = [
+        " = ".join(refs[i] for i in g[:2]) for g in sets if len({table.records[i].label for i in g}) > 1
+    ]
+    if conflicting:
+        problems.append(
+            f"{len(conflicting)} sets of identical images have different labels: {_examples(conflicting)}"
+        )
+    for kept, text in (
+        (False, "a random split may put copies on both sides"),
+        (True, "each within one patient or the official test set, so splits keep copies together"),
+    ):
+        chosen = [g for g in rest if _kept_together(table, g) == kept]
+        if chosen:
+            shown = [" = ".join(refs[i] for i in g[:2]) for g in chosen]
+            extra = sum(len(g) - 1 for g in chosen)
+            problems.append(f"{extra} duplicate images ({len(chosen)} sets; {text}): {_examples(shown)}")
+    return problems
+
+
+def _patient_problems(table: ImageTable) -> list[str]:
+    sides: dict[str, set[str]] = defaultdict(set)
+    for record in table.records:
+        if record.patient and record.split:
+            sides[record.patient].add("test" if record.split == "test" else "train")
+    both = sorted(p for p, s in sides.items() if len(s) > 1)
+    if not both:
+        return []
+    return [
+        f"{len(both)} patients have images in both the official train/val and test folders: {_examples(both)}"
+    ]
+
+
+def _class_problems(table: ImageTable) -> list[str]:
+    problems = []
+    if len(table.classes) < 2:
+        problems.append(f"only one class ({', '.join(table.classes)}); classification needs at least two")
+    counts = table.counts()
+    for name in table.classes:
+        if all(per_class[name] == 0 for per_class in counts.values()):
+            problems.append(f"class '{name}' has no images")
+        else:
+            problems += [
+                f"class '{name}' has no images in {s}" for s, per in counts.items() if per[name] == 0
+            ]
+    return problems
+
+
+def _patients(table: ImageTable) -> tuple[dict[str, int], int]:
+    per_split: dict[str, set[str]] = defaultdict(set)
+    for record in table.records:
+        if record.patient:
+            per_split[record.split or "all"].add(record.patient)
+    ordered = {s: len(per_split[s]) for s in (*SPLITS, "all") if s in per_split}
+    return ordered, sum(1 for r in table.records if r.patient)
+
+
+def _picks(table: ImageTable, per_class: int) -> dict[int, list[int]]:
+    """Up to ``per_class`` record indices per class, evenly spread over the class (so over splits too)."""
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i, record in enumerate(table.records):
+        by_class[record.label].append(i)
+    return {
+        label: [members[int(j)] for j in np.unique(np.linspace(0, len(members) - 1, per_class).round())]
+        for label, members in by_class.items()
+    }
+
+
+def _tile(table: ImageTable, index: int, size: int) -> np.ndarray:
+    record = table.records[index]
+    array = table.reader(record) if table.reader is not None else decode_image(table.path(record))
+    array = resize(np.ascontiguousarray(array), size)
+    return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array
+
+
+def write_grid(table: ImageTable, path: Path, size: int = 64, per_class: int = 8) -> dict[int, str]:
+    """A PNG with one row of sample images per class; returns decode errors by record (tiles left dark red)."""
+    picks = _picks(table, per_class)
+    gap = 2
+    canvas = Image.new(
+        "RGB", (LABEL_WIDTH + per_class * (size + gap), len(table.classes) * (size + gap)), "white"
+    )
+    draw = ImageDraw.Draw(canvas)
+    errors: dict[int, str] = {}
+    counts = Counter(r.label for r in table.records)
+    for row, name in enumerate(table.classes):
+        top = row * (size + gap)
+        draw.text((4, top + size // 2 - 12), name[:22], fill="black")
+        draw.text((4, top + size // 2 + 2), f"{counts[row]:,} images", fill="gray")
+        for column, index in enumerate(picks.get(row, [])):
+            left = LABEL_WIDTH + column * (size + gap)
+            try:
+                canvas.paste(Image.fromarray(_tile(table, index, size)), (left, top))
+            except BadImageError as error:
+                errors[index] = str(error).split("; remove")[0]
+                draw.rectangle((left, top, left + size - 1, top + size - 1), fill=(120, 0, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return errors
+
+
+def _load(path: str | Path, layout: str) -> ImageTable:
+    if str(path) == "synthetic" or layout == "synthetic":
+        return load_synthetic()
+    with lenient():
+        return load_table(path, layout)
+
+
+def _name(path: str | Path, table: ImageTable) -> str:
+    if table.layout == "synthetic":
+        return "synthetic"
+    given = Path(path)
+    name = given.stem if given.is_file() else Path(table.root).stem if table.reader else Path(table.root).name
+    return re.sub(r"[^\w.-]+", "_", name) or "dataset"
+
+
+def inspect_dataset(
+    path: str | Path,
+    layout: str = "auto",
+    image_size: int = 64,
+    grid_path: Path | str | None = None,
+    per_class: int = 8,
+) -> InspectReport:
+    """Inspect a dataset (any ``--data`` value) and write a sample grid (default ``./<name>-samples.png``)."""
+    start = time.perf_counter()
+    table = _load(path, layout)
+    if not table.records:
+        raise DataError(f"{path}: no images found; check the path and layout")
+    checks = _check_files(table) if table.reader is None else _check_arrays(table)
+    unreadable = [c.error for c in checks if c.error]
+    readable = [c for c in checks if not c.error]
+    problems = [f"{len(unreadable)} unreadable images: {_examples(unreadable)}"] if unreadable else []
+    if table.ignored:
+        problems.append(f"{len(table.ignored)} non-image files ignored: {_examples(table.ignored)}")
+    problems += _class_problems(table) + _duplicate_problems(table, checks) + _patient_problems(table)
+    name = _name(path, table)
+    grid = Path(grid_path) if grid_path is not None else Path.cwd() / f"{name}-samples.png"
+    grid_errors = write_grid(table, grid, image_size, per_class)
+    new_errors = [error for i, error in grid_errors.items() if not checks[i].error]
+    if new_errors:
+        problems.insert(0, f"{len(new_errors)} sample images failed to decode: {_examples(new_errors)}")
+    patients, with_patient = _patients(table)
+    source = SOURCES.get(table.layout)
+    return InspectReport(
+        name=name,
+        path=str(path),
+        layout=table.layout,
+        detected=layout == "auto",
+        description=source.description if source else "generated stained-tissue-like images",
+        modality=table.modality,
+        classes=table.classes,
+        counts=table.counts(),
+        sizes=Counter(c.size for c in readable if c.size),
+        modes=Counter(c.mode for c in readable if c.mode),
+        checked=len(checks),
+        patients=patients,
+        with_patient=with_patient,
+        problems=problems,
+        grid_path=grid,
+        seconds=time.perf_counter() - start,
+    )
