@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from medssl.errors import MedsslError
+from medssl.errors import Interrupted, MedsslError
 
 app = typer.Typer(
     help="In-domain self-supervised pre-training vs ImageNet transfer for small medical image datasets.",
@@ -19,7 +19,9 @@ app = typer.Typer(
 data_app = typer.Typer(help="Look at a dataset before training on it.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-DataPath = Annotated[str, typer.Argument(help="Dataset folder, .npz, .csv manifest, MedMNIST name or 'synthetic'.")]
+DataPath = Annotated[
+    str, typer.Argument(help="Dataset folder, .npz, .csv manifest, MedMNIST name or 'synthetic'.")
+]
 LayoutOpt = Annotated[str, typer.Option("--layout", help="Folder layout; 'auto' detects it.")]
 SkipBad = Annotated[bool, typer.Option("--skip-bad-images", help="Log and skip unreadable images.")]
 
@@ -38,6 +40,112 @@ def data_inspect(
     typer.echo(report.to_text())
 
 
+@app.command("augment-preview")
+def augment_preview_command(
+    data: Annotated[str, typer.Option("--data", help="Dataset folder, .npz, .csv, MedMNIST or 'synthetic'.")],
+    layout: LayoutOpt = "auto",
+    preset: Annotated[
+        str, typer.Option(help="xray, histology, generic, all, or auto (from the dataset's modality).")
+    ] = "auto",
+    image_size: Annotated[int, typer.Option(help="Working resolution.")] = 64,
+    out: Annotated[Path, typer.Option(help="Where to write the preview PNG.")] = Path("augment_preview.png"),
+    seed: Annotated[int, typer.Option(help="Picks the images and the random views.")] = 0,
+) -> None:
+    """A PNG grid of training images next to their augmented views, to check a preset before pre-training."""
+    from pydantic import ValidationError
+
+    from medssl.data.dataset import DataConfig, prepare_data
+    from medssl.errors import ConfigError
+    from medssl.train.augment import PRESETS, detect_preset
+    from medssl.train.preview import augment_preview
+
+    choices = (*PRESETS, "all", "auto")
+    if preset not in choices:
+        raise ConfigError(f"--preset {preset!r} is not known; use one of {', '.join(choices)}")
+    try:
+        config = DataConfig(path=data, layout=layout, image_size=image_size)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problem = error.errors()[0]
+        option = str(problem["loc"][0]).replace("_", "-")
+        raise ConfigError(f"--{option}: {problem['msg']}") from None
+    prepared = prepare_data(config)
+    images, _ = prepared.part("train")
+    if preset == "auto":
+        presets = [detect_preset(prepared.table.modality, prepared.channels)]
+    else:
+        presets = list(PRESETS) if preset == "all" else [preset]
+    path = augment_preview(images, presets, out, seed=seed)
+    typer.echo(f"{', '.join(presets)} augmentation preview of {prepared.name} written to {path}")
+
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set epochs=50.")]
+
+
+def _given(**options: object) -> dict[str, object]:
+    """Command-line options the user actually gave (not None), for layering over a YAML config."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+@app.command()
+def pretrain(
+    config: ConfigOpt = None,
+    method: Annotated[
+        str | None, typer.Option(help="simclr, dclw, simsiam, vicreg, byol, barlowtwins, mocov2.")
+    ] = None,
+    data: Annotated[str | None, typer.Option(help="Dataset path, MedMNIST name or 'synthetic'.")] = None,
+    layout: Annotated[str | None, typer.Option(help="Folder layout ('auto' detects it).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="resnet18, resnet50 or efficientnet_lite0.")] = None,
+    init: Annotated[str | None, typer.Option(help="random, or imagenet for continued pre-training.")] = None,
+    recipe: Annotated[
+        str | None, typer.Option(help="default, or paper (the study's: SGD lr 0.01, batch 64).")
+    ] = None,
+    augment: Annotated[str | None, typer.Option(help="auto, xray, histology or generic.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Working resolution in pixels.")] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the recipe's).")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    devices: Annotated[
+        int | None, typer.Option(help="Number of GPUs (or CPU processes): >1 uses DDP.")
+    ] = None,
+    accelerator: Annotated[str | None, typer.Option(help="auto, cpu or gpu.")] = None,
+    knn_k: Annotated[int | None, typer.Option(help="k of the validation kNN monitor (study: 200).")] = None,
+    skip_bad_images: SkipBad = False,
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/pretrain"),
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Self-supervised pre-training on your images; writes OUT/encoder.pt, encoder.json and history.csv."""
+    from medssl.config import apply_overrides, read_yaml, validate
+    from medssl.train.api import pretrain as run_pretrain
+    from medssl.train.config import PretrainConfig
+
+    values = read_yaml(config) if config else {}
+    values = apply_overrides(values, set_ or [])
+    top = _given(
+        method=method,
+        backbone=backbone,
+        init=init,
+        recipe=recipe,
+        augment=augment,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        devices=devices,
+        accelerator=accelerator,
+        knn_k=knn_k,
+    )
+    data_values = _given(path=data, layout=layout, image_size=image_size)
+    if skip_bad_images:
+        data_values["skip_bad_images"] = True
+    values = {**values, **top, "data": {**values.get("data", {}), **data_values}}
+    settings = validate(PretrainConfig, values, source=str(config) if config else "options")
+    run_dir = run_pretrain(settings, out, resume=resume)
+    typer.echo(f"encoder written to {run_dir}/encoder.pt (history: {run_dir}/history.csv)")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:
@@ -45,6 +153,147 @@ def main() -> None:
     except MedsslError as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         sys.exit(2)
+    except Interrupted as error:
+        typer.secho(f"stopped: {error}", fg="yellow", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         sys.exit(130)
+
+
+# --- evaluate / compare (medssl.evaluate) ----------------------------------------------------------------
+
+
+def _split_option(text: str, cast: type, option: str, example: str) -> list:
+    """``"0.01,0.1,1.0"`` → ``[0.01, 0.1, 1.0]``; a ConfigError naming ``option`` otherwise."""
+    try:
+        values = [cast(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        from medssl.errors import ConfigError
+
+        raise ConfigError(f"{option} {text!r}: give a comma-separated list, e.g. {option} {example}")
+    return values
+
+
+def _device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@app.command("evaluate")
+def evaluate_command(
+    encoder: Annotated[
+        str, typer.Option(help="Pre-training run dir, imagenet:<backbone> or random:<backbone>.")
+    ],
+    data: Annotated[str, typer.Option(help="Dataset folder, .npz, .csv, MedMNIST name or 'synthetic'.")],
+    layout: LayoutOpt = "auto",
+    protocol: Annotated[str, typer.Option(help="Comma-separated: knn, knn_weighted, linear, finetune.")] = (
+        "knn,linear"
+    ),
+    label_fractions: Annotated[str, typer.Option(help="Shares of the labels to use, e.g. 0.01,0.1,1.0.")] = (
+        "1.0"
+    ),
+    seeds: Annotated[int, typer.Option(help="Number of label-subset seeds (0..N-1).")] = 1,
+    k: Annotated[int, typer.Option(help="Neighbours of the kNN protocols (study: 200).")] = 200,
+    image_size: Annotated[int, typer.Option(help="Working resolution in pixels.")] = 64,
+    out: Annotated[
+        Path, typer.Option(help="Output directory (results.csv, metrics.json, split.csv).")
+    ] = Path("runs/eval"),
+    skip_bad_images: SkipBad = False,
+    class_weight: Annotated[
+        str | None, typer.Option(help="'balanced' reweights classes in the probe and fine-tuning.")
+    ] = None,
+    finetune_epochs: Annotated[int, typer.Option(help="Epoch budget of fine-tuning (early stopping).")] = 30,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Evaluate an encoder (kNN, linear probe, fine-tuning) with 95% CIs; writes OUT/results.csv."""
+    from pydantic import ValidationError
+
+    from medssl.data.dataset import DataConfig, prepare_data
+    from medssl.errors import ConfigError
+    from medssl.evaluate.api import evaluate_encoder
+    from medssl.evaluate.metrics import format_mean_sd, summarise_seeds
+
+    if class_weight not in (None, "balanced"):
+        raise ConfigError(f"--class-weight {class_weight!r}: only 'balanced' is supported")
+    protocols = _split_option(protocol, str, "--protocol", "knn,linear")
+    fractions = _split_option(label_fractions, float, "--label-fractions", "0.01,0.1,1.0")
+    try:
+        config = DataConfig(path=data, layout=layout, image_size=image_size, skip_bad_images=skip_bad_images)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise ConfigError(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    prepared = prepare_data(config, run_dir=out)
+
+    def show(row: dict) -> None:
+        typer.echo(
+            f"  {row['protocol']:<12} f={row['label_fraction']:<5g} seed={row['seed']}: "
+            f"accuracy {row['accuracy']:.3f}, AUROC {row['auroc']:.3f}"
+            + ("  [COLLAPSED]" if row["collapsed"] else "")
+        )
+
+    typer.echo(f"evaluating {encoder} on {prepared.name} ({len(prepared.split['test'])} test images)")
+    rows = evaluate_encoder(
+        encoder, prepared, protocols, fractions, seeds, out, k=k, class_weight=class_weight,
+        n_bootstrap=bootstrap, finetune_epochs=finetune_epochs, device=_device(device), progress=show,
+    )  # fmt: skip
+    typer.echo(
+        f"\n{'method':<11} {'protocol':<12} {'labels':>6}  {'accuracy':<15} {'bal. accuracy':<15} AUROC"
+    )
+    for s in summarise_seeds(rows, by=("method", "protocol", "label_fraction")):
+        cells = [
+            format_mean_sd(s[f"{m}_mean"], s[f"{m}_sd"]) for m in ("accuracy", "balanced_accuracy", "auroc")
+        ]
+        typer.echo(
+            f"{s['method']:<11} {s['protocol']:<12} {s['label_fraction']:>6g}  {cells[0]:<15} {cells[1]:<15} {cells[2]}"
+        )
+    collapsed = sum(bool(r["collapsed"]) for r in rows)
+    if collapsed:
+        typer.secho(
+            f"{collapsed} cell(s) predict one class for ≥95% of the test images (collapsed)", fg="yellow"
+        )
+    typer.echo(f"\nresults appended to {out / 'results.csv'} (mean ± sd over {seeds} seed(s))")
+
+
+def _predictions_label(path: Path) -> str:
+    return f"{path.parent.parent.name}/{path.stem}" if path.parent.name == "predictions" else path.stem
+
+
+@app.command("compare")
+def compare_command(
+    a: Annotated[Path, typer.Argument(help="Predictions .npz of model A, or an evaluation directory.")],
+    b: Annotated[Path, typer.Argument(help="Predictions .npz of model B, or an evaluation directory.")],
+    protocol: Annotated[str | None, typer.Option(help="With directories: knn, linear, finetune...")] = None,
+    fraction: Annotated[float | None, typer.Option(help="With directories: the label fraction.")] = None,
+    seed: Annotated[int | None, typer.Option(help="With directories: the seed.")] = None,
+    metric: Annotated[str, typer.Option(help="Comma-separated metrics to compare.")] = "accuracy,auroc",
+    resamples: Annotated[int, typer.Option(help="Paired bootstrap resamples.")] = 2000,
+) -> None:
+    """Is A better than B on the same test images? Paired-bootstrap difference, 95% CI and p-value."""
+    from medssl.errors import ConfigError
+    from medssl.evaluate.compare import compare_predictions, resolve_predictions
+    from medssl.evaluate.metrics import METRICS
+
+    metrics = _split_option(metric, str, "--metric", "accuracy,auroc")
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ConfigError(f"--metric {','.join(unknown)}: choose from {', '.join(METRICS)}")
+    path_a = resolve_predictions(a, protocol, fraction, seed)
+    path_b = resolve_predictions(b, protocol, fraction, seed)
+    name_a, name_b = _predictions_label(path_a), _predictions_label(path_b)
+    if name_a == name_b:
+        name_a, name_b = f"A ({name_a})", f"B ({name_b})"
+    typer.echo(f"A = {path_a}\nB = {path_b}")
+    for comparison in compare_predictions(path_a, path_b, tuple(metrics), n_resamples=resamples):
+        typer.echo(comparison.sentence(name_a, name_b))
+
+
+if __name__ == "__main__":
+    main()

@@ -21,3 +21,7 @@ class WeightsUnavailableError(MedsslError):
 
 class TrainingError(MedsslError):
     """Training stopped for a reason the user can act on (NaN loss, collapse...)."""
+
+
+class Interrupted(MedsslError):
+    """The user stopped a run (Ctrl+C); the last completed epoch is saved."""

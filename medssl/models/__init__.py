@@ -3,4 +3,12 @@
 from medssl.models.backbones import BACKBONES, build_backbone
 from medssl.models.encoder import Encoder, build_encoder, encoder_from_spec, load_encoder, save_encoder
 
-__all__ = ["BACKBONES", "Encoder", "build_backbone", "build_encoder", "encoder_from_spec", "load_encoder", "save_encoder"]
+__all__ = [
+    "BACKBONES",
+    "Encoder",
+    "build_backbone",
+    "build_encoder",
+    "encoder_from_spec",
+    "load_encoder",
+    "save_encoder",
+]

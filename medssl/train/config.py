@@ -1,0 +1,71 @@
+"""Pre-training configuration and the two optimisation recipes (the study's and medssl's default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field
+
+from medssl.config import StrictModel
+from medssl.data.dataset import DataConfig
+
+
+class PretrainConfig(StrictModel):
+    """Everything ``medssl pretrain`` needs; every field is settable in YAML or on the command line."""
+
+    method: str = "simclr"
+    backbone: str = "resnet18"
+    init: Literal["random", "imagenet"] = "random"
+    recipe: Literal["default", "paper"] = "default"
+    epochs: int = Field(20, ge=1)
+    batch_size: int | None = Field(None, ge=2, description="None: the recipe's (paper 64, default 128)")
+    lr: float | None = Field(None, gt=0, description="None: the recipe's")
+    weight_decay: float | None = Field(None, ge=0)
+    warmup_epochs: int | None = Field(None, ge=0)
+    augment: Literal["auto", "xray", "histology", "generic"] = "auto"
+    seed: int = 0
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: int = Field(1, ge=1)
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    compile: bool = False
+    knn_k: int = Field(200, ge=1)
+    knn_every: int = Field(1, ge=1, description="Validation kNN monitor every N epochs (and the last)")
+    knn_bank_size: int = Field(5000, ge=10, description="Training images in the monitor's kNN bank")
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap steps per epoch (quick runs, tests)")
+    progress_bar: bool = True
+    data: DataConfig = DataConfig()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Resolved optimisation settings."""
+
+    name: str
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    warmup_epochs: int
+    cosine: bool
+
+
+def resolve_recipe(config: PretrainConfig, method_lr: float) -> Recipe:
+    """The study's recipe (plain SGD, lr 0.01, batch 64, no schedule) or medssl's default
+    (SGD momentum 0.9, lr scaled with the batch, weight decay 5e-4, warm-up then cosine decay)."""
+    if config.recipe == "paper":
+        batch = config.batch_size or 64
+        defaults = Recipe("paper", batch, 0.01, 0.0, 0.0, 0, cosine=False)
+    else:
+        batch = config.batch_size or 128
+        warmup = min(10, config.epochs // 10)
+        defaults = Recipe("default", batch, method_lr * batch / 128, 0.9, 5e-4, warmup, cosine=True)
+    return Recipe(
+        defaults.name,
+        batch,
+        config.lr if config.lr is not None else defaults.lr,
+        defaults.momentum,
+        config.weight_decay if config.weight_decay is not None else defaults.weight_decay,
+        config.warmup_epochs if config.warmup_epochs is not None else defaults.warmup_epochs,
+        defaults.cosine,
+    )

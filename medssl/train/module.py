@@ -1,0 +1,165 @@
+"""One Lightning module drives every SSL method: batched augmentation, the loss, the schedule, the monitors."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from lightly.utils.scheduler import CosineWarmupScheduler
+from pytorch_lightning.utilities import rank_zero_warn
+
+from medssl.errors import TrainingError
+from medssl.methods.base import SSLMethod
+from medssl.train.config import Recipe
+from medssl.train.loader import IndexBatches, to_float
+from medssl.train.monitors import (
+    collapse_warning,
+    effective_rank,
+    embedding_std,
+    read_history,
+    write_history,
+)
+
+
+class PretrainModule(pl.LightningModule):
+    """Trains ``method`` on ``images`` (N, C, H, W uint8, kept out of the state dict and moved to the device once)."""
+
+    def __init__(
+        self,
+        method: SSLMethod,
+        augment: torch.nn.Module,
+        images: torch.Tensor,
+        labels: np.ndarray,
+        split: dict[str, np.ndarray],
+        batches: IndexBatches,
+        recipe: Recipe,
+        epochs: int,
+        knn_k: int = 200,
+        knn_every: int = 1,
+        knn_bank_size: int = 5000,
+        history_path: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.method = method
+        self.augment = augment
+        self.images = images
+        self.labels = labels
+        self.split = split
+        self.batches = batches
+        self.recipe = recipe
+        self.epochs = epochs
+        self.knn_k = knn_k
+        self.knn_every = knn_every
+        self.knn_bank = split["train"][:knn_bank_size]
+        self.history_path = history_path
+        self._epoch_start = 0.0
+        self._loss_sum = torch.zeros(())
+        self._steps = 0
+
+    # -- set-up ---------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.method.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(
+            params, lr=self.recipe.lr, momentum=self.recipe.momentum, weight_decay=self.recipe.weight_decay
+        )
+        if not self.recipe.cosine:
+            return optimizer
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        steps_per_epoch = max(1, total_steps // self.epochs)
+        scheduler = CosineWarmupScheduler(
+            optimizer,
+            warmup_epochs=min(self.recipe.warmup_epochs * steps_per_epoch, total_steps),
+            max_epochs=total_steps,
+        )
+        return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
+
+    def on_fit_start(self) -> None:
+        self.images = self.images.to(self.device)
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._steps = 0
+
+    # -- training ---------------------------------------------------------------------------------------
+    def views(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two independently augmented views of the images at ``indices`` (augmentation in float32)."""
+        x = to_float(self.images[indices.to(self.images.device)])
+        with torch.autocast(self.device.type, enabled=False):
+            return self.augment(x), self.augment(x)
+
+    def training_step(self, indices: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        # Augmentation randomness depends only on (seed, step, rank): a resumed run draws the same views.
+        torch.manual_seed(self.batches.seed * 1_000_003 + self.global_step * 7919 + self.global_rank)
+        view0, view1 = self.views(indices)
+        loss = self.method.loss(view0, view1)
+        if not torch.isfinite(loss):
+            lr = self.optimizers().param_groups[0]["lr"]
+            raise TrainingError(
+                f"loss became {loss.item()} at epoch {self.current_epoch} step {batch_idx} (lr {lr:.3g}); "
+                "the learning rate is likely too high — lower --lr and rerun; the last good checkpoint is kept"
+            )
+        self._loss_sum += loss.detach()
+        self._steps += 1
+        self.log("loss", loss.detach(), prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        total = max(1, self.trainer.estimated_stepping_batches)
+        self.method.on_step_end(min(1.0, self.global_step / total))
+
+    # -- monitors ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def features(self, indices: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        encoder = self.method.encoder
+        was_training = encoder.training
+        encoder.eval()
+        chunks = []
+        for start in range(0, len(indices), batch_size):
+            batch = torch.as_tensor(indices[start : start + batch_size], device=self.images.device)
+            chunks.append(encoder(to_float(self.images[batch])).float().cpu())
+        encoder.train(was_training)
+        return torch.cat(chunks).numpy()
+
+    def knn_accuracy(self, bank: np.ndarray, query: np.ndarray) -> float:
+        from medssl.evaluate.knn import knn_scores
+
+        n_classes = int(self.labels.max()) + 1
+        scores = knn_scores(bank, self.labels[self.knn_bank], query, n_classes, k=self.knn_k)
+        return float((scores.argmax(1) == self.labels[self.split["val"]]).mean())
+
+    def on_train_epoch_end(self) -> None:
+        epoch = self.current_epoch
+        seconds = time.perf_counter() - self._epoch_start
+        images_per_s = self._steps * self.recipe.batch_size * self.trainer.world_size / max(seconds, 1e-9)
+        loss = float(self.trainer.strategy.reduce(self._loss_sum / max(1, self._steps), reduce_op="mean"))
+        row = {"epoch": epoch, "loss": loss, "images_per_s": images_per_s}
+        row["lr"] = self.optimizers().param_groups[0]["lr"]
+        if (epoch + 1) % self.knn_every == 0 or epoch + 1 == self.epochs:
+            val = self.features(self.split["val"])
+            row["knn_accuracy"] = self.knn_accuracy(self.features(self.knn_bank), val)
+            row["embedding_std"] = embedding_std(val)
+            row["effective_rank"] = effective_rank(val)
+            self.log("val_knn_accuracy", row["knn_accuracy"], prog_bar=True, sync_dist=False)
+            warning = collapse_warning(epoch, row["embedding_std"], row["effective_rank"])
+            if warning:
+                rank_zero_warn(warning)
+        self._append_history(row)
+
+    def _append_history(self, row: dict) -> None:
+        if self.history_path is None or self.global_rank != 0:
+            return
+        rows = [r for r in read_history(self.history_path) if int(r["epoch"]) < row["epoch"]]
+        previous_wall = float(rows[-1]["wall_s"]) if rows else 0.0
+        row["wall_s"] = previous_wall + time.perf_counter() - self._epoch_start
+        write_history(self.history_path, [*rows, {k: _fmt(v) for k, v in row.items()}])
+
+
+def _fmt(value: float | int) -> str | int:
+    if isinstance(value, int):
+        return value
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
