@@ -146,6 +146,22 @@ def pretrain(
     typer.echo(f"encoder written to {run_dir}/encoder.pt (history: {run_dir}/history.csv)")
 
 
+@app.command()
+def benchmark(
+    config: Annotated[Path | None, typer.Argument(help="Study YAML (default: the embedded demo).")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory; rerun to continue an interrupted study.")] = Path(
+        "runs/benchmark"
+    ),
+    set_: SetOpt = None,
+) -> None:
+    """Run the whole study grid (resumable), then write OUT/report.md and OUT/report.html."""
+    from medssl.study import load_study, run_study
+
+    study = load_study(config, set_ or [])
+    run_study(study, out)
+    typer.echo(f"results: {out / 'results.csv'}\nreport:  {out / 'report.html'}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:
@@ -293,6 +309,20 @@ def compare_command(
     typer.echo(f"A = {path_a}\nB = {path_b}")
     for comparison in compare_predictions(path_a, path_b, tuple(metrics), n_resamples=resamples):
         typer.echo(comparison.sentence(name_a, name_b))
+
+
+# --- report (medssl.report) ------------------------------------------------------------------------------
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by `medssl benchmark --out DIR`.")],
+) -> None:
+    """Write DIR/report.md and a self-contained DIR/report.html: study table, verdict and figures."""
+    from medssl.report import write_report
+
+    md_path, html_path = write_report(run_dir)
+    typer.echo(f"report:   {html_path}\nmarkdown: {md_path}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ class SyntheticConfig(StrictModel):
 class DataConfig(StrictModel):
     """Where the images are and how to split and decode them."""
 
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$", description="Name for run folders and tables"
+    )
     path: str = "synthetic"
     layout: Layout = "auto"
     image_size: int = Field(64, ge=16, le=1024)
@@ -51,6 +54,8 @@ class PreparedData:
     split: Split
     fingerprint: str
     skipped: list[str]
+    label: str | None = None
+    """The dataset's name in a study config (used for run folders); defaults to the source's name."""
 
     @property
     def labels(self) -> np.ndarray:
@@ -70,7 +75,9 @@ class PreparedData:
 
     @property
     def name(self) -> str:
-        return self.table.layout if self.table.layout == "synthetic" else Path(self.table.root).name
+        if self.label:
+            return self.label
+        return self.table.layout if self.table.layout == "synthetic" else Path(self.table.root).stem
 
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(images, labels) of one split part."""
@@ -118,4 +125,4 @@ def prepare_data(config: DataConfig, run_dir: Path | None = None, progress=None)
         split = make_split(table, config.val_fraction, config.test_fraction, config.split_seed)
         if manifest is not None:
             save_split(manifest, table, split)
-    return PreparedData(table, pixels.images, split, pixels.fingerprint, pixels.skipped)
+    return PreparedData(table, pixels.images, split, pixels.fingerprint, pixels.skipped, config.name)

@@ -56,12 +56,20 @@ def _download_torchvision(weights, name: str) -> dict[str, torch.Tensor]:
 
 
 class _EfficientNetFeatures(nn.Module):
-    """EfficientNet-Lite returning pooled features instead of logits; ``classifier`` kept for checks."""
+    """EfficientNet-Lite returning pooled features instead of logits; ``logits`` kept for checks.
+
+    The TensorFlow port sets BatchNorm momentum to 0.01, tuned for long ImageNet training: with a few hundred
+    steps on a small dataset the running statistics would barely move from ImageNet's, and evaluation-mode
+    predictions go wrong. PyTorch's usual 0.1 is used instead.
+    """
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
         self.pool = nn.AdaptiveAvgPool2d(1)
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = 0.1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.net.extract_features(x)).flatten(1)

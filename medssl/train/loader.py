@@ -16,7 +16,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 class IndexBatches(Sampler[torch.Tensor]):
     """Yields LongTensors of image indices, one per batch (incomplete last batch dropped)."""
 
-    def __init__(self, indices: torch.Tensor, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self, indices: torch.Tensor, batch_size: int, seed: int, rank: int = 0, world: int = 1
+    ) -> None:
         self.indices = indices
         self.batch_size = batch_size
         self.seed = seed

@@ -20,6 +20,7 @@ LOSSES = {
     "barlowtwins": lambda gather: BarlowTwinsLoss(gather_distributed=gather),
 }
 
+
 def _global_batch() -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     return torch.randn(16, 32, generator=generator), torch.randn(16, 32, generator=generator)
@@ -51,7 +52,9 @@ def test_two_process_loss_equals_single_process_loss_on_the_global_batch(tmp_pat
             # lightly standardises each rank's batch, then all-reduces the cross-correlation matrix: every
             # rank computes the same loss from the shared matrix (not the single-process one).
             assert results[(name, 0, True, "raw")] == pytest.approx(results[(name, 1, True, "raw")], rel=1e-6)
-            assert results[(name, 0, False, "raw")] != pytest.approx(results[(name, 1, False, "raw")], rel=1e-3)
+            assert results[(name, 0, False, "raw")] != pytest.approx(
+                results[(name, 1, False, "raw")], rel=1e-3
+            )
         elif name == "dclw":
             # lightly's DCLW normalises its von Mises weights over each rank's own positives, so only the
             # negatives are global: closer to the single-process loss than local-only negatives, not equal.

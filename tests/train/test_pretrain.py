@@ -112,4 +112,6 @@ def test_imagenet_init_then_in_domain_ssl(tmp_path: Path, pixel_cache: Path, tin
     assert load_encoder(run).meta["init"] == "imagenet"
     conv = "net._conv_stem.weight"
     assert not torch.equal(trained[conv], imagenet[conv])
-    assert torch.nn.functional.cosine_similarity(trained[conv].flatten(), imagenet[conv].flatten(), dim=0) > 0.9
+    assert (
+        torch.nn.functional.cosine_similarity(trained[conv].flatten(), imagenet[conv].flatten(), dim=0) > 0.9
+    )

@@ -1,0 +1,40 @@
+"""Evaluation protocols (kNN, weighted kNN, linear probe, fine-tuning), baselines and trustworthy metrics.
+
+Names are imported lazily, so ``from medssl.evaluate.knn import knn_scores`` stays light (no Lightning).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PROTOCOLS": "api",
+    "encoder_identity": "api",
+    "evaluate_cell": "api",
+    "evaluate_encoder": "api",
+    "evaluate_finetune": "api",
+    "load_predictions": "api",
+    "predictions_name": "api",
+    "score_predictions": "api",
+    "compare_predictions": "compare",
+    "resolve_predictions": "compare",
+    "Features": "features",
+    "encoder_features": "features",
+    "extract_features": "features",
+    "label_subset": "fractions",
+    "knn_scores": "knn",
+    "classification_metrics": "metrics",
+    "paired_bootstrap": "metrics",
+    "linear_probe": "probe",
+    "RESULT_COLUMNS": "results",
+    "append_results": "results",
+    "read_results": "results",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'medssl.evaluate' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"medssl.evaluate.{_EXPORTS[name]}"), name)

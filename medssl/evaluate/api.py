@@ -1,0 +1,355 @@
+"""Evaluate encoders: kNN, weighted kNN and linear probe on cached features, and end-to-end fine-tuning.
+
+Every cell (protocol × label fraction × seed) gives one row of ``results.csv`` and one predictions file:
+
+    out_dir/results.csv, out_dir/metrics.json
+    out_dir/<dataset>/eval/<encoder_id>/features.npz
+    out_dir/<dataset>/eval/<encoder_id>/predictions/<protocol>-f<fraction>-s<seed>.npz
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medssl.data.dataset import PreparedData
+from medssl.errors import ConfigError
+from medssl.evaluate.features import Features, encoder_features
+from medssl.evaluate.fractions import check_fraction, label_subset
+from medssl.evaluate.knn import knn_scores
+from medssl.evaluate.metrics import (
+    bootstrap_ci,
+    classification_metrics,
+    confusion,
+    is_collapsed,
+    summarise_seeds,
+)
+from medssl.evaluate.probe import linear_probe
+from medssl.evaluate.results import append_results
+from medssl.models.encoder import Encoder, encoder_from_spec
+
+__all__ = [
+    "PROTOCOLS",
+    "append_results",
+    "encoder_identity",
+    "evaluate_cell",
+    "evaluate_encoder",
+    "evaluate_finetune",
+    "load_predictions",
+    "predictions_name",
+    "score_predictions",
+]
+
+PROTOCOLS = ("knn", "knn_weighted", "linear", "finetune")
+FROZEN_PROTOCOLS = ("knn", "knn_weighted", "linear")
+BASELINE_METHODS = ("imagenet", "random")
+
+
+def encoder_identity(encoder: Encoder, protocol: str | None = None) -> dict[str, str]:
+    """``encoder`` id, ``method``, ``backbone`` and ``init`` of a row, from ``encoder.meta``.
+
+    Ids follow the run-directory convention: ``<method>-<backbone>-<init>`` for pre-trained encoders,
+    ``imagenet-<bb>`` / ``random-<bb>`` for the baselines. An untrained encoder that is fine-tuned is the
+    supervised-from-scratch baseline: method ``supervised`` (the id stays ``random-<bb>``).
+    """
+    meta = encoder.meta
+    backbone = str(meta.get("backbone", encoder.name))
+    init = str(meta.get("init", "random"))
+    method = str(meta.get("method", "unknown"))
+    default_id = f"{method}-{backbone}" if method in BASELINE_METHODS else f"{method}-{backbone}-{init}"
+    encoder_id = str(meta.get("encoder_id") or default_id)
+    if method == "random" and protocol == "finetune":
+        method = "supervised"
+    return {"encoder": encoder_id, "method": method, "backbone": backbone, "init": init}
+
+
+def predictions_name(protocol: str, label_fraction: float, seed: int) -> str:
+    """``<protocol>-f<fraction>-s<seed>.npz``, e.g. ``linear-f0.1-s0.npz``."""
+    return f"{protocol}-f{label_fraction:g}-s{seed}.npz"
+
+
+def save_predictions(path: Path, y_true: np.ndarray, y_prob: np.ndarray, test_index: np.ndarray) -> None:
+    """Write ``y_true``, ``y_prob`` and ``test_index`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
+    np.savez(tmp, y_true=np.asarray(y_true), y_prob=np.asarray(y_prob, np.float32), test_index=test_index)
+    os.replace(tmp, path)
+
+
+def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
+    """``y_true``, ``y_prob`` and ``test_index`` of a predictions file."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in ("y_true", "y_prob", "test_index")}
+
+
+def score_predictions(
+    y_true: np.ndarray, y_prob: np.ndarray, n_bootstrap: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Metrics, 95% bootstrap CIs of accuracy and AUROC, the collapse flag and the confusion matrix."""
+    row: dict[str, Any] = classification_metrics(y_true, y_prob)
+    row["accuracy_ci_low"], row["accuracy_ci_high"] = bootstrap_ci(
+        y_true, y_prob, "accuracy", n_bootstrap, seed
+    )
+    row["auroc_ci_low"], row["auroc_ci_high"] = bootstrap_ci(y_true, y_prob, "auroc", n_bootstrap, seed)
+    y_pred = y_prob.argmax(axis=1)
+    row["collapsed"] = is_collapsed(y_true, y_pred)
+    row["confusion"] = confusion(y_true, y_pred, y_prob.shape[1]).tolist()
+    return row
+
+
+def _subset_positions(index: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Positions in ``index`` of the label subset that ``label_subset`` picks from these dataset indices."""
+    if fraction == 1.0:
+        return np.arange(len(index))
+    full = np.full(int(index.max()) + 1, -1, dtype=np.int64)
+    full[index] = labels
+    chosen = label_subset(full, index, fraction, seed)
+    order = np.argsort(index)
+    return order[np.searchsorted(index[order], chosen)]
+
+
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol '{protocol}' is unknown; choose from {', '.join(PROTOCOLS)}")
+
+
+def evaluate_cell(
+    features: Features,
+    protocol: str,
+    label_fraction: float,
+    seed: int,
+    n_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    class_weight: str | None = None,
+    n_bootstrap: int = 1000,
+    knn_metric: str = "cosine",
+) -> tuple[dict[str, Any], np.ndarray]:
+    """One frozen-feature cell: ``knn``, ``knn_weighted`` or ``linear`` at a label fraction and seed.
+
+    The labelled training images are ``label_subset(…, label_fraction, seed)``; the validation labels that
+    choose the probe's C are subsampled at the same fraction (a 1% experiment does not get 10× more labels
+    for validation than for training). The test set is always complete.
+
+    Returns:
+        (row with protocol, label_fraction, seed, n_train, n_val, n_test, metrics, CIs, collapsed,
+        confusion, wall_s and protocol details; test class probabilities (n_test, n_classes)).
+    """
+    _check_protocol(protocol)
+    if protocol not in FROZEN_PROTOCOLS:
+        raise ConfigError(f"protocol '{protocol}' needs the encoder; use evaluate_finetune")
+    check_fraction(label_fraction)
+    start = time.perf_counter()
+    train_x, train_y, train_index = features.part("train")
+    keep = _subset_positions(train_index, train_y, label_fraction, seed)
+    train_x, train_y = train_x[keep], train_y[keep]
+    test_x, test_y, _ = features.part("test")
+    details: dict[str, Any] = {}
+    n_val = 0
+    if protocol == "linear":
+        val_x, val_y, val_index = features.part("val")
+        val_keep = _subset_positions(val_index, val_y, label_fraction, seed)
+        n_val = len(val_keep)
+        probe = linear_probe(
+            train_x, train_y, val_x[val_keep], val_y[val_keep], test_x, n_classes, class_weight=class_weight
+        )
+        y_prob = probe.test_prob
+        details = {"C": probe.C, "val_balanced_accuracy": probe.val_balanced_accuracy}
+    else:
+        weighted = protocol == "knn_weighted"
+        y_prob = knn_scores(
+            train_x,
+            train_y,
+            test_x,
+            n_classes,
+            k=k,
+            weighted=weighted,
+            temperature=temperature,
+            metric=knn_metric,
+        ).astype(np.float64)
+        details = {"k": min(k, len(train_y))}
+    row = {
+        "protocol": protocol,
+        "label_fraction": float(label_fraction),
+        "seed": int(seed),
+        "n_train": len(train_y),
+        "n_val": n_val,
+        "n_test": len(test_y),
+        **score_predictions(test_y, y_prob, n_bootstrap, seed),
+        **details,
+    }
+    row["wall_s"] = round(time.perf_counter() - start, 3)
+    return row, y_prob
+
+
+def evaluate_finetune(
+    encoder: Encoder,
+    data: PreparedData,
+    label_fraction: float,
+    seed: int,
+    max_epochs: int = 30,
+    patience: int = 5,
+    batch_size: int = 64,
+    class_weight: str | None = None,
+    n_bootstrap: int = 1000,
+    device: str = "cpu",
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Fine-tune ``encoder`` + a linear head on the labelled subset; row and test probabilities.
+
+    Training and validation labels are subsampled exactly as in ``evaluate_cell``; up-down flips are added
+    for histology data.
+    """
+    from medssl.evaluate.finetune import finetune  # Lightning is imported only when fine-tuning
+
+    check_fraction(label_fraction)
+    start = time.perf_counter()
+    labels = data.labels
+    train_index = label_subset(labels, data.split["train"], label_fraction, seed)
+    val_index = label_subset(labels, data.split["val"], label_fraction, seed)
+    test_index = np.asarray(data.split["test"])
+    n_classes = len(data.classes)
+    result = finetune(
+        encoder,
+        (data.images[train_index], labels[train_index]),
+        (data.images[val_index], labels[val_index]),
+        data.images[test_index],
+        n_classes,
+        seed=seed,
+        max_epochs=max_epochs,
+        patience=patience,
+        batch_size=batch_size,
+        class_weight=class_weight,
+        vertical_flips=data.table.modality == "histology",
+        device=device,
+    )
+    row = {
+        "protocol": "finetune",
+        "label_fraction": float(label_fraction),
+        "seed": int(seed),
+        "n_train": len(train_index),
+        "n_val": len(val_index),
+        "n_test": len(test_index),
+        **score_predictions(labels[test_index], result.test_prob, n_bootstrap, seed),
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "val_balanced_accuracy": result.val_balanced_accuracy,
+    }
+    row["wall_s"] = round(time.perf_counter() - start, 3)
+    return row, result.test_prob
+
+
+def _seeds(seeds: int | Iterable[int]) -> list[int]:
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ConfigError(f"--seeds {seeds}: give at least one seed")
+        return list(range(seeds))
+    return [int(s) for s in seeds]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    return value
+
+
+def write_metrics_json(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Merge ``rows`` into ``path`` (same dataset/encoder/protocol/fraction/seed replaced) with a mean ± sd summary."""
+    identity = ("dataset", "encoder", "method", "protocol", "label_fraction", "seed")
+    merged: dict[tuple, dict[str, Any]] = {}
+    if path.is_file():
+        for row in json.loads(path.read_text()).get("rows", []):
+            merged[tuple(row.get(key) for key in identity)] = row
+    for row in rows:
+        merged[tuple(row.get(key) for key in identity)] = {
+            key: _jsonable(value) for key, value in row.items()
+        }
+    all_rows = list(merged.values())
+    summary = summarise_seeds(
+        [{k: (np.nan if v is None else v) for k, v in r.items()} for r in all_rows],
+        by=("dataset", "encoder", "method", "protocol", "label_fraction"),
+    )
+    payload = {"rows": all_rows, "summary": [{k: _jsonable(v) for k, v in s.items()} for s in summary]}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=1, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def evaluate_encoder(
+    spec_or_encoder: str | Encoder,
+    data: PreparedData,
+    protocols: Sequence[str],
+    label_fractions: Sequence[float],
+    seeds: int | Iterable[int],
+    out_dir: str | Path,
+    k: int = 200,
+    temperature: float = 0.1,
+    class_weight: str | None = None,
+    n_bootstrap: int = 1000,
+    finetune_epochs: int = 30,
+    patience: int = 5,
+    device: str = "cpu",
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate one encoder under every protocol × label fraction × seed; rows are also written to disk.
+
+    Args:
+        spec_or_encoder: an ``Encoder``, ``imagenet:<bb>``, ``random:<bb>`` or a pre-training run directory.
+        data: the prepared dataset (its split decides train/val/test).
+        protocols: among ``knn``, ``knn_weighted``, ``linear``, ``finetune``.
+        label_fractions: shares of the training (and validation) labels to use, each in (0, 1].
+        seeds: number of seeds (0..n-1) or the seeds themselves; a seed picks the label subset (and the
+            fine-tuning randomness).
+        out_dir: run directory receiving results.csv, metrics.json, features and predictions.
+        progress: called with each finished row.
+
+    Returns:
+        The rows, in evaluation order; each is appended to ``out_dir/results.csv`` as soon as it is done.
+    """
+    for protocol in protocols:
+        _check_protocol(protocol)
+    fractions = [check_fraction(f) for f in label_fractions]
+    seed_list = _seeds(seeds)
+    encoder = encoder_from_spec(spec_or_encoder) if isinstance(spec_or_encoder, str) else spec_or_encoder
+    out_dir = Path(out_dir)
+    eval_dir = out_dir / data.name / "eval" / encoder_identity(encoder)["encoder"]
+    features = None
+    if any(p in FROZEN_PROTOCOLS for p in protocols):
+        features = encoder_features(encoder, data, eval_dir / "features.npz", device=device)
+    rows: list[dict[str, Any]] = []
+    for protocol in protocols:
+        for fraction in fractions:
+            for seed in seed_list:
+                if protocol == "finetune":
+                    row, y_prob = evaluate_finetune(
+                        encoder, data, fraction, seed, finetune_epochs, patience,
+                        class_weight=class_weight, n_bootstrap=n_bootstrap, device=device,
+                    )  # fmt: skip
+                else:
+                    assert features is not None
+                    row, y_prob = evaluate_cell(
+                        features, protocol, fraction, seed, len(data.classes), k, temperature,
+                        class_weight, n_bootstrap,
+                    )  # fmt: skip
+                test_index = np.asarray(data.split["test"])
+                prediction_path = eval_dir / "predictions" / predictions_name(protocol, fraction, seed)
+                save_predictions(prediction_path, data.labels[test_index], y_prob, test_index)
+                row = {
+                    "dataset": data.name,
+                    **encoder_identity(encoder, protocol),
+                    **row,
+                    "predictions": prediction_path.relative_to(out_dir).as_posix(),
+                }
+                append_results(out_dir / "results.csv", [row])
+                rows.append(row)
+                if progress is not None:
+                    progress(row)
+    write_metrics_json(out_dir / "metrics.json", rows)
+    return rows

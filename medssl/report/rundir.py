@@ -1,0 +1,254 @@
+"""Read a benchmark run directory (layout: notes/HELPERS.md): config, results, features, predictions."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from medssl.errors import DataError, MedsslError
+
+RESULTS = "results.csv"
+CONFIG = "config.yaml"
+HISTORY_COLUMNS = ("loss", "knn_accuracy", "effective_rank")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+_INT_COLUMNS = ("seed", "n_train", "n_test")
+_FLOAT_COLUMNS = (
+    "label_fraction",
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "auroc",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "auroc_ci_low",
+    "auroc_ci_high",
+    "wall_s",
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One finished cell of results.csv with typed values (missing numbers are NaN)."""
+
+    dataset: str
+    encoder: str
+    method: str
+    backbone: str
+    init: str
+    protocol: str
+    label_fraction: float
+    seed: int
+    n_train: int
+    n_test: int
+    metrics: dict[str, float]
+    collapsed: bool
+    predictions: str
+
+    def metric(self, name: str) -> float:
+        return self.metrics.get(name, math.nan)
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _int(text: str | None) -> int:
+    value = _float(text)
+    return int(value) if math.isfinite(value) else 0
+
+
+def _bool(text: str | None) -> bool:
+    return (text or "").strip().lower() in ("1", "true", "yes", "y")
+
+
+def read_results(path: Path) -> list[Result]:
+    """Parse results.csv; a row without dataset/encoder/protocol is ignored (half-written line)."""
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    out = []
+    for row in rows:
+        if not (row.get("dataset") and row.get("encoder") and row.get("protocol")):
+            continue
+        metrics = {name: _float(row.get(name)) for name in _FLOAT_COLUMNS if name != "label_fraction"}
+        out.append(
+            Result(
+                dataset=row["dataset"],
+                encoder=row["encoder"],
+                method=row.get("method") or row["encoder"].split("-")[0],
+                backbone=row.get("backbone") or "",
+                init=row.get("init") or "",
+                protocol=row["protocol"],
+                label_fraction=_float(row.get("label_fraction")),
+                seed=_int(row.get("seed")),
+                n_train=_int(row.get("n_train")),
+                n_test=_int(row.get("n_test")),
+                metrics=metrics,
+                collapsed=_bool(row.get("collapsed")),
+                predictions=row.get("predictions") or "",
+            )
+        )
+    return out
+
+
+@dataclass
+class SplitSummary:
+    """Counts per split and class from a dataset's split.csv manifest."""
+
+    classes: list[str]
+    counts: dict[str, list[int]]
+    patients: int
+
+
+@dataclass
+class Pixels:
+    """The dataset images (N, H, W, C) uint8 that features.npz indices point into, or why they are missing."""
+
+    images: np.ndarray | None
+    labels: np.ndarray | None
+    problem: str = ""
+
+
+@dataclass
+class RunDir:
+    """A benchmark output directory, read lazily and never written to (except by ``write_report``)."""
+
+    root: Path
+    config: dict[str, Any]
+    results: list[Result]
+    _pixels: dict[str, Pixels] = field(default_factory=dict)
+    _splits: dict[str, SplitSummary | None] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, root: str | Path) -> RunDir:
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"{root}: no such run directory; pass the --out folder of `medssl benchmark`")
+        results_path = root / RESULTS
+        if not results_path.is_file():
+            raise DataError(
+                f"{results_path}: not found; pass a directory written by `medssl benchmark --out DIR`"
+            )
+        config: dict[str, Any] = {}
+        if (root / CONFIG).is_file():
+            try:
+                loaded = yaml.safe_load((root / CONFIG).read_text())
+            except yaml.YAMLError:
+                raise DataError(
+                    f"{root / CONFIG}: not valid YAML; restore the file written by the run"
+                ) from None
+            config = loaded if isinstance(loaded, dict) else {}
+        return cls(root, config, read_results(results_path))
+
+    def datasets(self) -> list[str]:
+        """Datasets with results, in config order first, then in results order."""
+        configured = list((self.config.get("datasets") or {}).keys())
+        seen = [name for name in configured if any(r.dataset == name for r in self.results)]
+        for result in self.results:
+            if result.dataset not in seen:
+                seen.append(result.dataset)
+        return seen
+
+    def meta(self, key: str) -> str:
+        value = self.config.get(key)
+        return "" if value is None else str(value)
+
+    def split_summary(self, dataset: str) -> SplitSummary | None:
+        """Class names and counts from ``<dataset>/split.csv`` (None when the run has no manifest)."""
+        if dataset not in self._splits:
+            self._splits[dataset] = self._read_split(dataset)
+        return self._splits[dataset]
+
+    def _read_split(self, dataset: str) -> SplitSummary | None:
+        path = self.root / dataset / "split.csv"
+        if not path.is_file():
+            return None
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        names: dict[int, str] = {}
+        for row in rows:
+            names.setdefault(_int(row.get("label")), row.get("class") or f"class {row.get('label')}")
+        n_classes = max(names) + 1 if names else 0
+        classes = [names.get(i, f"class {i}") for i in range(n_classes)]
+        counts: dict[str, list[int]] = {}
+        for row in rows:
+            per_class = counts.setdefault(row.get("split") or "all", [0] * n_classes)
+            per_class[_int(row.get("label"))] += 1
+        patients = {row.get("patient") for row in rows if row.get("patient")}
+        return SplitSummary(classes, counts, len(patients))
+
+    def class_names(self, dataset: str, n_classes: int) -> list[str]:
+        summary = self.split_summary(dataset)
+        names = summary.classes if summary else []
+        return [names[i] if i < len(names) else f"class {i}" for i in range(n_classes)]
+
+    def features(self, dataset: str, encoder: str) -> dict[str, np.ndarray] | None:
+        path = self.root / dataset / "eval" / encoder / "features.npz"
+        return _load_npz(path)
+
+    def predictions(self, relative: str) -> dict[str, np.ndarray] | None:
+        return _load_npz(self.root / relative) if relative else None
+
+    def histories(self, dataset: str) -> dict[str, dict[str, np.ndarray]]:
+        """encoder id → column → values, from pretrain/*/history.csv."""
+        out = {}
+        for path in sorted((self.root / dataset / "pretrain").glob("*/history.csv")):
+            with path.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            if rows:
+                columns = rows[0].keys()
+                out[path.parent.name] = {c: np.array([_float(r.get(c)) for r in rows]) for c in columns}
+        return out
+
+    def augment_preview(self, dataset: str) -> bytes | None:
+        path = self.root / dataset / "augment_preview.png"
+        if not path.is_file():
+            return None
+        data = path.read_bytes()
+        return data if data.startswith(PNG_SIGNATURE) else None
+
+    def pixels(self, dataset: str) -> Pixels:
+        """The dataset's images via ``prepare_data`` (run's config and split), or why not."""
+        if dataset not in self._pixels:
+            self._pixels[dataset] = self._load_pixels(dataset)
+        return self._pixels[dataset]
+
+    def _load_pixels(self, dataset: str) -> Pixels:
+        from pydantic import ValidationError
+
+        from medssl.data import DataConfig, prepare_data
+
+        settings = (self.config.get("datasets") or {}).get(dataset)
+        if not isinstance(settings, dict):
+            return Pixels(None, None, f"{CONFIG} has no settings for dataset '{dataset}'")
+        if not (self.root / dataset / "split.csv").is_file():
+            return Pixels(None, None, f"{dataset}/split.csv is missing, so test images cannot be matched")
+        known = {k: v for k, v in settings.items() if k in DataConfig.model_fields}
+        try:
+            data = prepare_data(DataConfig(**known), run_dir=self.root / dataset)
+        except (MedsslError, ValidationError, OSError, ValueError) as error:
+            first_line = str(error).splitlines()[0] if str(error) else error.__class__.__name__
+            return Pixels(None, None, f"the images could not be loaded ({first_line})")
+        return Pixels(np.asarray(data.images), data.labels)
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as handle:
+            return {key: handle[key] for key in handle.files}
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,165 @@
+"""Assemble the report ``Document``: an overview, then per dataset the study table, verdict and figures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medssl.report.context import Context, note, provenance, slug
+from medssl.report.document import Block, Cell, Code, Document, Inline, Paragraph, Section, Span, Table
+from medssl.report.plots import (
+    augment_blocks,
+    confusion_blocks,
+    label_efficiency_blocks,
+    retrieval_blocks,
+    training_blocks,
+    tsne_blocks,
+)
+from medssl.report.rundir import RunDir
+from medssl.report.tables import (
+    METRIC_NAMES,
+    PROTOCOL_NAMES,
+    TABLE_METRICS,
+    StudyTable,
+    format_fraction,
+    format_stat,
+    study_table,
+)
+from medssl.report.verdict import verdict_blocks
+
+OVERVIEW_COLUMNS = ["Dataset", "Classes", "Train", "Val", "Test", "Patients", "Image size"]
+
+
+def _dataset_row(run: RunDir, name: str) -> list[Cell]:
+    settings = (run.config.get("datasets") or {}).get(name)
+    settings = settings if isinstance(settings, dict) else {}
+    size = f"{settings['image_size']} px" if settings.get("image_size") else "–"
+    first = Cell(name, code=str(settings.get("path", "")))
+    summary = run.split_summary(name)
+    if summary is None:
+        return [first, *[Cell("–")] * 5, Cell(size)]
+    totals = {part: sum(counts) for part, counts in summary.counts.items()}
+    per_class = np.sum(list(summary.counts.values()), axis=0)
+    classes = ", ".join(f"{c} ({int(n)})" for c, n in zip(summary.classes, per_class, strict=True))
+    counts = [Cell(str(totals.get(part, 0))) for part in ("train", "val", "test")]
+    patients = Cell(str(summary.patients) if summary.patients else "–")
+    return [first, Cell(str(len(summary.classes)), sub=classes), *counts, patients, Cell(size)]
+
+
+def overview(run: RunDir, datasets: list[str]) -> Section:
+    """Datasets with their classes and split sizes, and the command that reproduces the run."""
+    caption = [Span("Datasets in this run (images per split, from each dataset's split.csv)")]
+    rows = [_dataset_row(run, name) for name in datasets]
+    blocks: list[Block] = [Table(OVERVIEW_COLUMNS, rows, caption=caption, kind="summary")]
+    if not run.results:
+        blocks.insert(
+            0, note("results.csv has no finished rows yet; run `medssl report` again when cells finish.")
+        )
+    if run.meta("command"):
+        blocks += [
+            Paragraph([Span("Reproduce every number in this report with:")]),
+            Code(run.meta("command")),
+        ]
+    blocks.append(provenance(run, "config.yaml", *[f"{d}/split.csv" for d in datasets]))
+    return Section("Overview", "overview", blocks)
+
+
+def _legend(seed_counts: set[int], collapsed: bool) -> list[Inline]:
+    spread = []
+    several = sorted(n for n in seed_counts if n > 1)
+    if several:
+        spread.append(
+            f"the mean over {'/'.join(map(str, several))} seeds with the standard deviation (±) below"
+        )
+    if 1 in seed_counts:
+        spread.append("for a single run, the value with its 95% bootstrap confidence interval below")
+    notes: list[Inline] = [
+        [
+            Span("★", "strong"),
+            Span(
+                " best in its column. Acc = accuracy, Bal. acc = balanced accuracy (both in %), AUROC = "
+                f"macro one-vs-rest. Cells show {'; '.join(spread) or 'no values'}. ImageNet × Fine-tune is "
+                "ImageNet fine-tuned; Random init × Fine-tune is supervised training from scratch."
+            ),
+        ]
+    ]
+    if collapsed:
+        text = (
+            ": flagged as collapsed (near-constant features or predictions) in at least one seed; these "
+            "numbers are not meaningful and are never marked best."
+        )
+        notes.append([Span("⚠ collapsed", "warn"), Span(text)])
+    return notes
+
+
+def table_block(table: StudyTable) -> Table:
+    """The study table: encoders (SSL first, then baselines) × protocols × (accuracy, AUROC, bal. acc.)."""
+    columns, groups = ["Encoder"], [("", 1)]
+    for protocol in table.protocols:
+        columns += [METRIC_NAMES[m] for m in TABLE_METRICS]
+        groups.append((PROTOCOL_NAMES.get(protocol, protocol), len(TABLE_METRICS)))
+    body, headings, seed_counts, collapsed = [], {}, set(), False
+    for i, row in enumerate(table.rows):
+        if i == 0 or row.info.is_ssl != table.rows[i - 1].info.is_ssl:
+            headings[i] = "In-domain self-supervised" if row.info.is_ssl else "Baselines"
+        cells = [Cell(row.info.label, code=row.info.encoder)]
+        for protocol in table.protocols:
+            cell = row.cells.get(protocol)
+            if cell is None:
+                cells += [Cell("–") for _ in TABLE_METRICS]
+                continue
+            seed_counts.add(len(cell.seeds))
+            collapsed |= cell.collapsed
+            for metric in TABLE_METRICS:
+                main, sub = format_stat(metric, cell.stats[metric])
+                cells.append(Cell(main, sub, best=metric in cell.best, warn=cell.collapsed))
+        body.append(cells)
+    tested = f" ({table.n_test} test images)" if table.n_test else ""
+    caption = [Span(f"Test-set results at label fraction {format_fraction(table.fraction)}{tested}")]
+    return Table(columns, body, caption, _legend(seed_counts, collapsed), groups, headings, kind="study")
+
+
+def _class_count(run: RunDir, dataset: str) -> int:
+    """Classes in split.csv, widened to the probability columns of the dataset's first predictions file."""
+    summary = run.split_summary(dataset)
+    count = len(summary.classes) if summary is not None else 0
+    for r in run.results:
+        data = run.predictions(r.predictions) if r.dataset == dataset else None
+        if data is not None and "y_prob" in data:
+            return max(count, int(data["y_prob"].shape[1]), 2)
+    return max(count, 2)
+
+
+def dataset_section(run: RunDir, dataset: str, index: int, n_bootstrap: int) -> Section:
+    table = study_table(run.results, dataset)
+    classes = run.class_names(dataset, _class_count(run, dataset))
+    ctx = Context(run, dataset, f"d{index}-{slug(dataset)}", table, classes, n_bootstrap)
+    blocks: list[Block] = [
+        table_block(table),
+        provenance(run, "results.csv"),
+        *verdict_blocks(ctx),
+        *label_efficiency_blocks(ctx),
+        *training_blocks(ctx),
+        *tsne_blocks(ctx),
+        *confusion_blocks(ctx),
+        *retrieval_blocks(ctx),
+        *augment_blocks(ctx),
+    ]
+    return Section(dataset, ctx.key, blocks)
+
+
+def build_document(run: RunDir, n_bootstrap: int = 2000) -> Document:
+    """The whole report of a run directory."""
+    datasets = run.datasets()
+    evaluations = len({(r.dataset, r.encoder) for r in run.results})
+    subtitle = [
+        Span(
+            f"In-domain self-supervised pre-training vs ImageNet transfer · {len(datasets)} dataset(s), "
+            f"{evaluations} encoder evaluations, {len(run.results)} result rows"
+        )
+    ]
+    meta = [("Run directory", str(run.root))]
+    labels = (("command", "Command"), ("machine", "Machine"), ("started", "Started"))
+    meta += [(label, run.meta(key)) for key, label in labels if run.meta(key)]
+    sections = [overview(run, datasets)]
+    sections += [dataset_section(run, name, i, n_bootstrap) for i, name in enumerate(datasets, 1)]
+    return Document(f"Study report: {run.root.resolve().name}", subtitle, meta, sections)

@@ -1,0 +1,83 @@
+"""A study: datasets × SSL methods × backbones/inits × protocols × label fractions × seeds, plus baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from medssl.config import StrictModel, load_config
+from medssl.data.dataset import DataConfig
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
+
+
+class PretrainSettings(StrictModel):
+    """Pre-training settings shared by every SSL cell (the method, backbone, init and seed vary)."""
+
+    recipe: Literal["default", "paper"] = "default"
+    epochs: int = Field(20, ge=1)
+    batch_size: int | None = Field(None, ge=2)
+    lr: float | None = Field(None, gt=0)
+    augment: Literal["auto", "xray", "histology", "generic"] = "auto"
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: int = Field(1, ge=1)
+    knn_k: int = Field(200, ge=1)
+    knn_every: int = Field(1, ge=1)
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+
+
+class EvaluationSettings(StrictModel):
+    protocols: list[Literal["knn", "knn_weighted", "linear"]] = ["knn", "linear"]
+    finetune: list[str] = Field(
+        default_factory=list,
+        description="Encoders fine-tuned end to end: 'ssl' (every SSL encoder), 'imagenet:<bb>', 'random:<bb>'",
+    )
+    label_fractions: list[float] = [1.0]
+    seeds: int = Field(1, ge=1, description="Evaluation seeds 0..n-1 (label subsets, fine-tuning)")
+    k: int = Field(200, ge=1)
+    finetune_epochs: int = Field(30, ge=1)
+    patience: int = Field(5, ge=1)
+    n_bootstrap: int = Field(1000, ge=100)
+
+    @field_validator("label_fractions")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        if not values or any(not 0 < v <= 1 for v in values):
+            raise ValueError("label fractions must be in (0, 1]")
+        return sorted(set(values))
+
+
+class StudyConfig(StrictModel):
+    """What ``medssl benchmark`` runs; see configs/*.yaml for examples."""
+
+    datasets: dict[str, DataConfig]
+    methods: list[str] = ["simclr", "dclw", "simsiam", "vicreg"]
+    backbones: list[str] = ["resnet18"]
+    inits: list[Literal["random", "imagenet"]] = ["random"]
+    pretrain_seeds: int = Field(1, ge=1)
+    pretrain: PretrainSettings = PretrainSettings()
+    baselines: list[str] = Field(
+        default_factory=lambda: ["random:resnet18", "imagenet:efficientnet_lite0"],
+        description="Frozen baselines as encoder specs: 'random:<bb>' (untrained), 'imagenet:<bb>'",
+    )
+    evaluation: EvaluationSettings = EvaluationSettings()
+
+    @field_validator("baselines", "evaluation")
+    @classmethod
+    def _specs(cls, value):  # type: ignore[no-untyped-def]
+        specs = value if isinstance(value, list) else [s for s in value.finetune if s != "ssl"]
+        for spec in specs:
+            kind, _, backbone = spec.partition(":")
+            if kind not in ("random", "imagenet") or not backbone:
+                raise ValueError(
+                    f"'{spec}' is not an encoder spec; use random:<backbone> or imagenet:<backbone>"
+                )
+        return value
+
+
+def load_study(path: str | Path | None, overrides: list[str] | None = None) -> StudyConfig:
+    """The study in ``path`` (the embedded demo when None), with ``key=value`` overrides."""
+    return load_config(StudyConfig, path or DEFAULT_CONFIG, overrides)

@@ -1,0 +1,294 @@
+"""Build a small but real benchmark run directory (used by conftest.py, once per test session).
+
+Features come from real encoders (random ResNet-18s, ImageNet EfficientNet-Lite0, downsampled pixels, and a
+collapsed constant encoder); kNN / logistic-regression / MLP probes are fitted with scikit-learn and every
+metric in results.csv is computed from their predictions. Only history.csv follows a fixed formula.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from medssl.data import DataConfig, prepare_data
+from medssl.models import build_encoder
+
+WEIRD_CLASS = '<b>&"x"'
+DOLLAR_CLASS = "cost $5 <i>"
+COLUMNS = [
+    "dataset",
+    "encoder",
+    "method",
+    "backbone",
+    "init",
+    "protocol",
+    "label_fraction",
+    "seed",
+    "n_train",
+    "n_test",
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "auroc",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "auroc_ci_low",
+    "auroc_ci_high",
+    "collapsed",
+    "predictions",
+    "wall_s",
+]
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    name: str
+    n_images: int
+    n_classes: int
+    encoders: tuple[str, ...]
+    fractions: tuple[float, ...]
+    seeds: tuple[int, ...]
+    renamed: dict[int, str]
+    preview: bool
+
+
+PLANS = (
+    DatasetPlan(
+        "tissue",
+        120,
+        4,
+        (
+            "vicreg-resnet18-random",
+            "simclr-resnet18-random",
+            "simsiam-resnet18-random",
+            "imagenet-efficientnet_lite0",
+            "random-resnet18",
+        ),
+        (1.0, 0.5, 0.25),
+        (0, 1),
+        {1: WEIRD_CLASS},
+        True,
+    ),
+    DatasetPlan(
+        "tissue3",
+        100,
+        3,
+        ("vicreg-resnet18-random", "imagenet-efficientnet_lite0", "random-resnet18"),
+        (1.0,),
+        (0,),
+        {0: DOLLAR_CLASS},
+        False,
+    ),
+)
+
+
+def _features(encoder_id: str, images: np.ndarray) -> np.ndarray:
+    """Real features of every image for the fixture's encoder ids."""
+    if encoder_id.startswith("vicreg"):  # a 'good' encoder: nuclei statistics (darkness histogram, edges)
+        dark = 1 - images.astype(np.float32).mean(-1) / 255
+        hist = np.stack([np.histogram(d, bins=12, range=(0, 1))[0] for d in dark]) / dark[0].size
+        mask = (dark > 0.5).astype(np.float32)
+        edges = np.abs(np.diff(mask, axis=1)).sum((1, 2)) + np.abs(np.diff(mask, axis=2)).sum((1, 2))
+        gradients = [np.abs(np.diff(dark, axis=a)).mean((1, 2)) for a in (1, 2)]
+        return np.column_stack([hist, *gradients, mask.mean((1, 2)), edges / (mask.sum((1, 2)) + 1)])
+    if encoder_id.startswith("simsiam"):  # a collapsed encoder: the same vector for every image
+        return np.ones((len(images), 32), np.float32)
+    if encoder_id.startswith("imagenet"):
+        encoder = build_encoder("efficientnet_lite0", "imagenet")
+    else:
+        torch.manual_seed(1 if encoder_id.startswith("simclr") else 0)
+        encoder = build_encoder("resnet18", "random")
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+        return encoder.eval()(x).numpy().astype(np.float32)
+
+
+def _probe(protocol: str, seed: int, n_train: int):
+    if protocol.startswith("knn"):
+        weights = "distance" if protocol == "knn_weighted" else "uniform"
+        return KNeighborsClassifier(n_neighbors=min(10, n_train), metric="cosine", weights=weights)
+    if protocol == "linear":
+        from sklearn.linear_model import LogisticRegression
+
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))
+    return make_pipeline(StandardScaler(), MLPClassifier((32,), max_iter=200, random_state=seed))
+
+
+def _bootstrap_ci(y: np.ndarray, prob: np.ndarray, seed: int) -> tuple[float, float, float, float]:
+    """Percentile bootstrap CIs: 400 resamples for accuracy (vectorised), 12 for AUROC (slow sklearn)."""
+    rng = np.random.default_rng(seed)
+    correct = prob.argmax(1) == y
+    accs = correct[rng.integers(0, len(y), (400, len(y)))].mean(axis=1)
+    aucs = []
+    for _ in range(12):
+        idx = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[idx])) == prob.shape[1]:
+            aucs.append(roc_auc_score(y[idx], prob[idx], multi_class="ovr"))
+    return (*np.percentile(accs, [2.5, 97.5]), *np.percentile(aucs, [2.5, 97.5]))
+
+
+def _evaluate(plan, root, encoder_id, features, labels, split, protocol, fraction, seed) -> dict:
+    train, test = split["train"], split["test"]
+    if fraction < 1.0:
+        train, _ = train_test_split(train, train_size=fraction, stratify=labels[train], random_state=seed)
+    model = _probe(protocol, seed, len(train)).fit(features[train], labels[train])
+    prob = np.zeros((len(test), plan.n_classes))
+    prob[:, model.classes_] = model.predict_proba(features[test])
+    y, predicted = labels[test], prob.argmax(1)
+    relative = f"{plan.name}/eval/{encoder_id}/predictions/{protocol}-f{fraction:g}-s{seed}.npz"
+    (root / relative).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(root / relative, y_true=y, y_prob=prob.astype(np.float32), test_index=test)
+    acc_low, acc_high, auc_low, auc_high = _bootstrap_ci(y, prob, seed)
+    method, _, rest = encoder_id.partition("-")
+    backbone = rest.split("-")[0] if method not in ("imagenet", "random") else rest
+    return {
+        "dataset": plan.name,
+        "encoder": encoder_id,
+        "method": "supervised" if method == "random" and protocol == "finetune" else method,
+        "backbone": backbone,
+        "init": "imagenet" if method == "imagenet" else "random",
+        "protocol": protocol,
+        "label_fraction": fraction,
+        "seed": seed,
+        "n_train": len(train),
+        "n_test": len(test),
+        "accuracy": accuracy_score(y, predicted),
+        "balanced_accuracy": balanced_accuracy_score(y, predicted),
+        "f1_macro": f1_score(y, predicted, average="macro"),
+        "precision_weighted": precision_score(y, predicted, average="weighted", zero_division=0),
+        "recall_weighted": recall_score(y, predicted, average="weighted"),
+        "f1_weighted": f1_score(y, predicted, average="weighted"),
+        "auroc": roc_auc_score(y, prob, multi_class="ovr"),
+        "accuracy_ci_low": acc_low,
+        "accuracy_ci_high": acc_high,
+        "auroc_ci_low": auc_low,
+        "auroc_ci_high": auc_high,
+        "collapsed": bool(features.std(axis=0).max() < 1e-6),
+        "predictions": relative,
+        "wall_s": 0.1,
+    }
+
+
+def _rename_classes(manifest: Path, renamed: dict[int, str]) -> None:
+    """Give some classes awkward names, as a folder dataset could (the report reads names from split.csv)."""
+    with manifest.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["class"] = renamed.get(int(row["label"]), row["class"])
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _history(path: Path, encoder_id: str) -> None:
+    """A fixture history.csv following a simple deterministic formula (not a result)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    collapsed = encoder_id.startswith("simsiam")
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [
+                "epoch",
+                "loss",
+                "knn_accuracy",
+                "embedding_std",
+                "effective_rank",
+                "images_per_s",
+                "lr",
+                "wall_s",
+            ]
+        )
+        for epoch in range(1, 9):
+            decay = np.exp(-epoch / 3)
+            knn = 0.25 if collapsed else 0.3 + 0.5 * (1 - decay)
+            rank = 1.0 if collapsed else 4 + 20 * (1 - decay)
+            writer.writerow(
+                [epoch, 2 + 3 * decay, knn, 0.0 if collapsed else 0.2, rank, 500, 0.05, 1.5 * epoch]
+            )
+
+
+def _preview(path: Path, images: np.ndarray) -> None:
+    grid = np.concatenate([np.concatenate(list(images[r * 6 : r * 6 + 6]), axis=1) for r in range(2)], axis=0)
+    buffer = io.BytesIO()
+    Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(buffer, "PNG")
+    path.write_bytes(buffer.getvalue())
+
+
+def build_run(root: Path, cache: Path) -> Path:
+    """Write a complete run directory at ``root`` (see notes/HELPERS.md for the format)."""
+    with threadpool_limits(limits=1):  # tiny matrices: BLAS threads only contend on a shared machine
+        return _build_run(root, cache)
+
+
+def _build_run(root: Path, cache: Path) -> Path:
+    rows, configs = [], {}
+    for plan in PLANS:
+        config = DataConfig(
+            path="synthetic",
+            synthetic={"n_images": plan.n_images, "n_classes": plan.n_classes, "size": 32},
+            image_size=32,
+            cache_dir=str(cache),
+        )
+        configs[plan.name] = config.model_dump()
+        data = prepare_data(config, run_dir=root / plan.name)
+        _rename_classes(root / plan.name / "split.csv", plan.renamed)
+        images, labels, split = np.asarray(data.images), data.labels, data.split
+        for encoder_id in plan.encoders:
+            features = _features(encoder_id, images)
+            parts = {p: features[split[p]] for p in ("train", "val", "test")}
+            parts |= {f"{p}_labels": labels[split[p]] for p in ("train", "val", "test")}
+            parts |= {f"{p}_index": split[p] for p in ("train", "val", "test")}
+            (root / plan.name / "eval" / encoder_id).mkdir(parents=True, exist_ok=True)
+            np.savez(root / plan.name / "eval" / encoder_id / "features.npz", **parts)
+            protocols = ["knn", "knn_weighted", "linear"]
+            if encoder_id.split("-")[0] in ("imagenet", "random"):
+                protocols.append("finetune")
+            for protocol in protocols:
+                for fraction in plan.fractions:
+                    for seed in plan.seeds:
+                        rows.append(
+                            _evaluate(
+                                plan, root, encoder_id, features, labels, split, protocol, fraction, seed
+                            )
+                        )
+            if encoder_id.split("-")[0] in ("vicreg", "simclr", "simsiam"):
+                _history(root / plan.name / "pretrain" / encoder_id / "history.csv", encoder_id)
+        if plan.preview:
+            _preview(root / plan.name / "augment_preview.png", images[:12])
+    with (root / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    meta = {
+        "command": f"medssl benchmark configs/report-fixture.yaml --out {root}",
+        "machine": "fixture-host (2 CPU cores)",
+        "started": "2025-01-01T12:00:00",
+        "datasets": configs,
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return root

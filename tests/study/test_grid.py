@@ -1,0 +1,121 @@
+"""The study grid end to end on tiny synthetic data, and its resume after a kill."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medssl.errors import ConfigError
+from medssl.study import load_study, run_study
+from medssl.study.grid import StudyRunner
+
+KEY = ("dataset", "encoder", "protocol", "label_fraction", "seed")
+
+
+def tiny_study(tmp_path: Path, cache: Path) -> Path:
+    study = {
+        "datasets": {
+            "tiny": {"path": "synthetic", "image_size": 32, "cache_dir": str(cache),
+                     "synthetic": {"n_images": 160, "size": 32}},
+        },
+        "methods": ["simclr", "simsiam"],
+        "pretrain": {"epochs": 2, "batch_size": 32, "knn_k": 10, "max_steps_per_epoch": 3},
+        "baselines": ["random:resnet18"],
+        "evaluation": {"protocols": ["knn", "linear"], "finetune": ["random:resnet18"],
+                       "label_fractions": [0.5, 1.0], "k": 10, "finetune_epochs": 1, "patience": 1,
+                       "n_bootstrap": 200},
+    }  # fmt: skip
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def rows(run: Path) -> list[dict]:
+    with (run / "results.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+EXPECTED_CELLS = (
+    3 * 2 * 2 + 2
+)  # (2 SSL + 1 baseline) × (knn, linear) × 2 fractions + supervised fine-tune × 2
+
+
+def test_tiny_grid_end_to_end(tmp_path: Path, pixel_cache: Path) -> None:
+    study = load_study(tiny_study(tmp_path, pixel_cache))
+    run = run_study(study, tmp_path / "run", show_progress=False)
+    results = rows(run)
+    assert len(results) == EXPECTED_CELLS
+    assert {r["encoder"] for r in results} == {
+        "simclr-resnet18-random",
+        "simsiam-resnet18-random",
+        "random-resnet18",
+    }
+    assert {r["method"] for r in results if r["protocol"] == "finetune"} == {"supervised"}
+    assert all(0 <= float(r["accuracy"]) <= 1 for r in results)
+    assert (run / "tiny" / "split.csv").exists() and (run / "tiny" / "augment_preview.png").exists()
+    assert (run / "report.html").exists() and (run / "report.md").exists()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert "machine" in config and "started" in config and "command" in config
+    # A second run finds everything finished and runs nothing.
+    assert StudyRunner(study, run).pending_units() == 0
+    run_study(study, run, show_progress=False)
+    assert len(rows(run)) == EXPECTED_CELLS
+
+
+def _benchmark(config: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "medssl.cli", "benchmark", str(config), "--out", str(out)]
+
+
+def test_killed_grid_resumes_without_losing_or_repeating_cells(tmp_path: Path, pixel_cache: Path) -> None:
+    config = tiny_study(tmp_path, pixel_cache)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        _benchmark(config, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if (killed / "results.csv").exists() and len(rows(killed)) >= 3:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the grid finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = rows(killed)
+    assert 3 <= len(before) < EXPECTED_CELLS
+    subprocess.run(_benchmark(config, killed), env=env, check=True, capture_output=True, timeout=400)
+    after = rows(killed)
+    counts = Counter(tuple(r[k] for k in KEY) for r in after)
+    assert len(counts) == EXPECTED_CELLS and max(counts.values()) == 1
+    assert after[: len(before)] == before  # finished cells kept as they were
+    # The same study run without interruption (same thread count) gives the same figures.
+    whole = tmp_path / "whole"
+    subprocess.run(_benchmark(config, whole), env=env, check=True, capture_output=True, timeout=400)
+    reference = {tuple(r[k] for k in KEY): r["accuracy"] for r in rows(whole) if r["protocol"] != "finetune"}
+    resumed = {tuple(r[k] for k in KEY): r["accuracy"] for r in after if r["protocol"] != "finetune"}
+    assert resumed == reference
+
+
+def test_bad_study_config_names_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("datasets: {x: {path: synthetic}}\nmethods: [simclr]\nepochs: 3\n")
+    with pytest.raises(ConfigError, match="epochs: unknown key"):
+        load_study(path)
+    path.write_text("datasets: {x: {path: synthetic}}\nbaselines: [imagenet]\n")
+    with pytest.raises(ConfigError, match="random:<backbone> or imagenet:<backbone>"):
+        load_study(path)
+
+
+def test_shipped_configs_validate() -> None:
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    for path in sorted(configs.rglob("*.yaml")):
+        load_study(path)
