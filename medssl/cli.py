@@ -162,16 +162,26 @@ def benchmark(
     typer.echo(f"results: {out / 'results.csv'}\nreport:  {out / 'report.html'}")
 
 
+def _quiet_library_warnings() -> None:
+    """Hide warnings from inside Lightning and lightly that users cannot act on."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*could not find the monitored key.*")
+    warnings.filterwarnings("ignore", message=r"To copy construct from a tensor.*")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    _quiet_library_warnings()
     try:
         app()
+    except Interrupted as error:  # before MedsslError, its base class
+        typer.secho(f"stopped: {error}", fg="yellow", err=True)
+        sys.exit(130)
     except MedsslError as error:
         typer.secho(f"error: {error}", fg="red", err=True)
         sys.exit(2)
-    except Interrupted as error:
-        typer.secho(f"stopped: {error}", fg="yellow", err=True)
-        sys.exit(130)
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         sys.exit(130)

@@ -11,31 +11,31 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from medssl.evaluate.metrics import METRICS
+
 RESULT_COLUMNS = (
-    "dataset",
-    "encoder",
-    "method",
-    "backbone",
-    "init",
-    "protocol",
-    "label_fraction",
-    "seed",
-    "n_train",
-    "n_test",
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "auroc",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    "auroc_ci_low",
-    "auroc_ci_high",
-    "collapsed",
-    "predictions",
-    "wall_s",
+    *(
+        "dataset",
+        "encoder",
+        "method",
+        "backbone",
+        "init",
+        "protocol",
+        "label_fraction",
+        "seed",
+        "n_train",
+        "n_test",
+    ),
+    *METRICS,
+    *(
+        "accuracy_ci_low",
+        "accuracy_ci_high",
+        "auroc_ci_low",
+        "auroc_ci_high",
+        "collapsed",
+        "predictions",
+        "wall_s",
+    ),
 )
 
 

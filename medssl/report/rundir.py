@@ -12,6 +12,7 @@ import numpy as np
 import yaml
 
 from medssl.errors import DataError, MedsslError
+from medssl.evaluate.metrics import METRICS
 
 RESULTS = "results.csv"
 CONFIG = "config.yaml"
@@ -21,18 +22,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _INT_COLUMNS = ("seed", "n_train", "n_test")
 _FLOAT_COLUMNS = (
     "label_fraction",
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "auroc",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    "auroc_ci_low",
-    "auroc_ci_high",
-    "wall_s",
+    *METRICS,
+    *("accuracy_ci_low", "accuracy_ci_high", "auroc_ci_low", "auroc_ci_high", "wall_s"),
 )
 
 

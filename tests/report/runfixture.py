@@ -32,36 +32,13 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from medssl.data import DataConfig, prepare_data
+from medssl.evaluate.results import RESULT_COLUMNS
 from medssl.models import build_encoder
+from medssl.train.monitors import HISTORY_COLUMNS
 
 WEIRD_CLASS = '<b>&"x"'
 DOLLAR_CLASS = "cost $5 <i>"
-COLUMNS = [
-    "dataset",
-    "encoder",
-    "method",
-    "backbone",
-    "init",
-    "protocol",
-    "label_fraction",
-    "seed",
-    "n_train",
-    "n_test",
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "auroc",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    "auroc_ci_low",
-    "auroc_ci_high",
-    "collapsed",
-    "predictions",
-    "wall_s",
-]
+COLUMNS = list(RESULT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -211,18 +188,7 @@ def _history(path: Path, encoder_id: str) -> None:
     collapsed = encoder_id.startswith("simsiam")
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "epoch",
-                "loss",
-                "knn_accuracy",
-                "embedding_std",
-                "effective_rank",
-                "images_per_s",
-                "lr",
-                "wall_s",
-            ]
-        )
+        writer.writerow(HISTORY_COLUMNS)
         for epoch in range(1, 9):
             decay = np.exp(-epoch / 3)
             knn = 0.25 if collapsed else 0.3 + 0.5 * (1 - decay)
