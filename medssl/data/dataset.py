@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,9 @@ from medssl.data.sources.synthetic import load_synthetic
 from medssl.data.splits import Split, load_split, make_split, save_split
 from medssl.data.types import ImageTable
 from medssl.errors import DataError
+
+SKIPPED_LIST = "skipped_images.txt"
+"""Written in the run folder when ``skip_bad_images`` dropped files: one ``path: reason`` line per file."""
 
 Layout = Literal["auto", "chest_xray", "breakhis400x", "kather2016", "folder", "medmnist", "csv", "synthetic"]
 
@@ -110,6 +114,17 @@ def _check_classes(table: ImageTable) -> None:
         )
 
 
+def _report_skipped(skipped: list[str], run_dir: Path | None) -> None:
+    """Warn about the images ``skip_bad_images`` dropped and list them all in ``run_dir/skipped_images.txt``."""
+    reasons = [message.split("; remove or replace")[0] for message in skipped]
+    where = ""
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / SKIPPED_LIST).write_text("".join(f"{line}\n" for line in reasons))
+        where = f"; all listed in {run_dir / SKIPPED_LIST}"
+    warnings.warn(f"skipped {len(skipped)} unreadable image(s), e.g. {reasons[0]}{where}", stacklevel=3)
+
+
 def prepare_data(config: DataConfig, run_dir: Path | None = None, progress=None) -> PreparedData:
     """Load, decode (cached) and split a dataset; with ``run_dir`` the split manifest is saved/reused there."""
     table = read_table(config)
@@ -118,6 +133,8 @@ def prepare_data(config: DataConfig, run_dir: Path | None = None, progress=None)
     pixels = load_pixels(table, config.image_size, cache_dir, config.skip_bad_images, progress)
     table = _keep(table, pixels)
     _check_classes(table)
+    if pixels.skipped:
+        _report_skipped(pixels.skipped, run_dir)
     manifest = run_dir / "split.csv" if run_dir else None
     if manifest is not None and manifest.exists():
         split = load_split(manifest, table)

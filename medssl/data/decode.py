@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,8 @@ from medssl.errors import DataError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 MAX_PIXELS = 200_000_000
-"""Larger images are refused as possible decompression bombs (PIL's own limit is 89M with a warning)."""
+"""Hard cap on pixels per image; images above it, or above PIL's ``Image.MAX_IMAGE_PIXELS`` (89M by default),
+are refused as possible decompression bombs before their pixels are decoded."""
 
 
 class BadImageError(DataError):
@@ -47,24 +47,30 @@ def _to_uint8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
+def pixel_limit() -> int:
+    """The most pixels an image may have: PIL's ``Image.MAX_IMAGE_PIXELS`` (if set), at most ``MAX_PIXELS``."""
+    return min(MAX_PIXELS, Image.MAX_IMAGE_PIXELS or MAX_PIXELS)
+
+
 def decode_image(path: Path) -> np.ndarray:
     """Read ``path`` (EXIF orientation applied) as uint8 HxW or HxWx3; ``BadImageError`` if unreadable."""
     fix = "remove or replace the file, or pass --skip-bad-images to skip it"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise BadImageError(
-                        f"{path}: {width}x{height} pixels is too large (decompression bomb?); {fix}"
-                    )
-                image.load()
-                image = ImageOps.exif_transpose(image) or image
-                return _to_uint8(image)
+        # The size check is ours, made before decoding: no process-wide warning filters (decode_image runs
+        # in thread pools, and warnings.catch_warnings() is not thread-safe).
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > pixel_limit():
+                raise BadImageError(
+                    f"{path}: refused as a possible decompression bomb ({width}x{height} pixels, more than "
+                    f"{pixel_limit()}); {fix}"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            return _to_uint8(image)
     except BadImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise BadImageError(f"{path}: refused as a possible decompression bomb; {fix}") from None
     except UnidentifiedImageError:
         raise BadImageError(f"{path}: not an image file (or an unsupported format); {fix}") from None

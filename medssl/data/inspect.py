@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from medssl.data.decode import BadImageError, decode_image, resize
+from medssl.data.decode import BadImageError, decode_image, pixel_limit, resize
 from medssl.data.sources import SOURCES, load_table
 from medssl.data.sources._files import lenient
 from medssl.data.sources.synthetic import load_synthetic
@@ -157,7 +157,7 @@ def check_file(path: Path) -> FileCheck:
         return FileCheck(digest, error=f"{path}: not an image file (or an unsupported format)")
     except (OSError, ValueError, SyntaxError) as error:
         return FileCheck(digest, error=f"{path}: corrupt image header ({error})")
-    if size[0] * size[1] > (Image.MAX_IMAGE_PIXELS or np.inf):
+    if size[0] * size[1] > pixel_limit():
         return FileCheck(
             digest, size, mode, f"{path}: {size[0]}x{size[1]} pixels, refused as a decompression bomb"
         )

@@ -49,8 +49,15 @@ def build_encoder(name: str, init: Init = "random", **meta: Any) -> Encoder:
 
 def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise MedsslError(
+            f"{path}: could not write it ({error}); free disk space and rerun the same command with --resume"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_encoder(encoder: Encoder, directory: str | Path, **meta: Any) -> Path:

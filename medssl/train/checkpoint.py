@@ -28,11 +28,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
         except OSError as error:
-            tmp.unlink(missing_ok=True)
             raise TrainingError(
                 f"{path}: could not write the checkpoint ({error}); the previous one is intact — free disk space "
                 "and rerun the same command with --resume"
             ) from None
+        finally:  # also on Ctrl+C mid-write: no partial temporary file is left behind
+            tmp.unlink(missing_ok=True)
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any = None, weights_only: bool | None = None

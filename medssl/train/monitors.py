@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medssl.errors import TrainingError
+
 HISTORY_COLUMNS = [
     "epoch",
     "loss",
@@ -50,11 +52,19 @@ def collapse_warning(epoch: int, std: float, rank: float) -> str | None:
 def write_history(path: Path, rows: list[dict]) -> None:
     """Rewrite ``history.csv`` atomically with ``rows``."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise TrainingError(
+            f"{path}: could not write the training history ({error}); the last checkpoint is intact — free "
+            "disk space and rerun the same command with --resume"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_history(path: Path) -> list[dict]:

@@ -1,0 +1,76 @@
+"""Run ``medssl`` as a user does: in-process through ``main()`` (fast) or as a subprocess (real signals)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medssl.cli import main
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+"""Subprocess environment: one thread, so two runs of the same command compute the same floats."""
+WAIT = 540
+"""Seconds a subprocess may take: far above what an idle machine needs; pytest-timeout bounds it."""
+
+
+def run_main(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str]:
+    """``medssl ARGS`` through the real entry point; returns (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["medssl", *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main()
+    return int(stop.value.code or 0), capsys.readouterr().err
+
+
+def medssl(*args: str, cwd: Path, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+    """``python -m medssl.cli ARGS`` in a subprocess (single-threaded, output captured)."""
+    command = [sys.executable, "-m", "medssl.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=ENV, timeout=timeout)
+
+
+def start(*args: str, cwd: Path, stderr: Path) -> subprocess.Popen:
+    """``python -m medssl.cli ARGS`` started in the background, stderr to a file."""
+    with stderr.open("w") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "medssl.cli", *args],
+            cwd=cwd,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+
+
+def assert_one_error_line(code: int, stderr: str, *fragments: str) -> str:
+    """Exit code 2 and a single ``error: ...`` line containing every fragment, no traceback."""
+    assert code == 2, stderr
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def tiny_pretrain(out: Path, cache: Path, *extra: str, epochs: int = 3) -> list[str]:
+    """``pretrain`` arguments for a seconds-long CPU run on 160 synthetic 32-px images (7 steps per epoch)."""
+    return [
+        "pretrain", "--data", "synthetic", "--image-size", "32", "--epochs", str(epochs),
+        "--batch-size", "16", "--knn-k", "10", "--accelerator", "cpu", "--seed", "0",
+        "--set", "data.synthetic.n_images=160", "--set", "data.synthetic.size=32",
+        "--set", f"data.cache_dir={cache}", "--set", "progress_bar=false", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def history(run: Path) -> list[dict[str, str]]:
+    path = run / "history.csv"
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
