@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from medssl.evaluate.features import images_to_tensor
 from medssl.evaluate.metrics import balanced_accuracy
 from medssl.models.encoder import Encoder
+from medssl.train.logs import quiet_lightning_logs
 
 Monitor = Literal["val_balanced_accuracy", "val_loss"]
 
@@ -132,23 +134,13 @@ def _loader(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bo
 
 
 @contextmanager
-def _quiet_lightning():
+def _quiet_lightning() -> Iterator[None]:
     """Silence Lightning's start-up banners and hints about data loader workers."""
-    loggers = [
-        logging.getLogger(name) for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")
-    ]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers).*")
-            warnings.filterwarnings("ignore", category=UserWarning, module="pytorch_lightning")
-            warnings.filterwarnings("ignore", message=".*treespec.*")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+    with quiet_lightning_logs(logging.ERROR), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers).*")
+        warnings.filterwarnings("ignore", category=UserWarning, module="pytorch_lightning")
+        warnings.filterwarnings("ignore", message=".*treespec.*")
+        yield
 
 
 def default_backbone_lr(encoder: Encoder) -> float:

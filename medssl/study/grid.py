@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import logging
 import os
 import platform
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +33,7 @@ from medssl.models.encoder import ENCODER_META, Encoder, encoder_from_spec, load
 from medssl.study.config import StudyConfig
 from medssl.train.api import pretrain
 from medssl.train.config import PretrainConfig
+from medssl.train.logs import quiet_lightning_logs
 
 
 @dataclass(frozen=True)
@@ -114,21 +112,6 @@ class _EpochProgress(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.advance(1)
-
-
-@contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    loggers = [
-        logging.getLogger(name) for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")
-    ]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 class StudyRunner:
@@ -212,7 +195,7 @@ class StudyRunner:
         _write_config(self.study, self.out, self.command)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
         columns += [TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
-        with _quiet_lightning(), Progress(*columns, disable=not self.show_progress) as progress:
+        with quiet_lightning_logs(), Progress(*columns, disable=not self.show_progress) as progress:
             task = progress.add_task("study (epochs + cells)", total=self.pending_units())
             advance = lambda n: progress.advance(task, n)  # noqa: E731
             for name, data_config in self.study.datasets.items():

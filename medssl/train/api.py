@@ -73,7 +73,9 @@ def build_module(
     if config.compile:
         method.encoder.backbone = torch.compile(method.encoder.backbone)
     preset = config.augment if config.augment != "auto" else detect_preset(data.table.modality, data.channels)
-    images = torch.from_numpy(np.array(data.images)).permute(0, 3, 1, 2).contiguous()  # RAM copy of the memmap
+    images = (
+        torch.from_numpy(np.array(data.images)).permute(0, 3, 1, 2).contiguous()
+    )  # RAM copy of the memmap
     train = torch.as_tensor(data.split["train"], dtype=torch.long)
     batches = IndexBatches(train, recipe.batch_size, config.seed)
     module = PretrainModule(
