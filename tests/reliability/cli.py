@@ -59,12 +59,13 @@ def assert_one_error_line(code: int, stderr: str, *fragments: str) -> str:
 
 
 def tiny_pretrain(out: Path, cache: Path, *extra: str, epochs: int = 3) -> list[str]:
-    """``pretrain`` arguments for a seconds-long CPU run on 160 synthetic 32-px images (7 steps per epoch)."""
+    """``pretrain`` arguments for a seconds-long CPU run on 160 synthetic 32-px images (4 steps per epoch)."""
     return [
         "pretrain", "--data", "synthetic", "--image-size", "32", "--epochs", str(epochs),
         "--batch-size", "16", "--knn-k", "10", "--accelerator", "cpu", "--seed", "0",
         "--set", "data.synthetic.n_images=160", "--set", "data.synthetic.size=32",
-        "--set", f"data.cache_dir={cache}", "--set", "progress_bar=false", "--out", str(out), *extra,
+        "--set", f"data.cache_dir={cache}", "--set", "progress_bar=false", "--set", "max_steps_per_epoch=4",
+        "--out", str(out), *extra,
     ]  # fmt: skip
 
 
