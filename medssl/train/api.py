@@ -32,10 +32,21 @@ def _on_gpu(config: PretrainConfig) -> bool:
     return config.accelerator != "cpu" and torch.cuda.is_available()
 
 
+def cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (Intel AMX), where bf16 autocast is ~1.8x faster."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 def _precision(config: PretrainConfig) -> str:
+    """``auto``: bf16 autocast on a GPU and on CPUs with native bf16 matrix units, otherwise 32-bit."""
     if config.precision != "auto":
         return config.precision
-    return "bf16-mixed" if _on_gpu(config) else "32-true"
+    return "bf16-mixed" if _on_gpu(config) or cpu_has_bf16_matmul() else "32-true"
+
+
+def log_every_n_steps(steps_per_epoch: int) -> int:
+    """Lightning's default logging interval (50 steps), at most one epoch: each log reads the loss on the host."""
+    return max(1, min(50, steps_per_epoch))
 
 
 def _batch_size(recipe: Recipe, n_train: int, world: int) -> int:
@@ -103,7 +114,9 @@ class _ShardBatches(pl.Callback):
         module.batches.rank, module.batches.world = trainer.global_rank, trainer.world_size
 
 
-def _trainer(config: PretrainConfig, out: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
+def _trainer(
+    config: PretrainConfig, out: Path, callbacks: list[pl.Callback], steps_per_epoch: int
+) -> pl.Trainer:
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints",
         filename="best",
@@ -128,7 +141,7 @@ def _trainer(config: PretrainConfig, out: Path, callbacks: list[pl.Callback]) ->
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_train_batches=config.max_steps_per_epoch or 1.0,
-        log_every_n_steps=1,
+        log_every_n_steps=log_every_n_steps(steps_per_epoch),
     )
 
 
@@ -161,7 +174,8 @@ def pretrain(
     data = data or prepare_data(config.data, run_dir=out)
     (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     module = build_module(config, data, out, world=config.devices)
-    trainer = _trainer(config, out, callbacks or [])
+    steps_per_epoch = min(len(module.batches), config.max_steps_per_epoch or len(module.batches))
+    trainer = _trainer(config, out, callbacks or [], steps_per_epoch)
     try:
         trainer.fit(module, train_dataloaders=index_loader(module.batches), ckpt_path=ckpt, weights_only=True)
     except SystemExit:

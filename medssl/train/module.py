@@ -24,6 +24,9 @@ from medssl.train.monitors import (
     write_history,
 )
 
+FINITE_CHECK_EVERY = 50
+"""On a GPU the loss is checked for NaN/inf on the host every this many steps and at each epoch's end."""
+
 
 class PretrainModule(pl.LightningModule):
     """Trains ``method`` on ``images`` (N, C, H, W uint8, kept out of the state dict and moved to the device once)."""
@@ -59,6 +62,7 @@ class PretrainModule(pl.LightningModule):
         self._epoch_start = 0.0
         self._loss_sum = torch.zeros(())
         self._steps = 0
+        self._first_bad_step = torch.full((), -1)
 
     # -- set-up ---------------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -84,29 +88,49 @@ class PretrainModule(pl.LightningModule):
         self._epoch_start = time.perf_counter()
         self._loss_sum = torch.zeros((), device=self.device)
         self._steps = 0
+        self._first_bad_step = torch.full((), -1, device=self.device)
 
     # -- training ---------------------------------------------------------------------------------------
     def views(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two independently augmented views of the images at ``indices`` (augmentation in float32)."""
+        """Two independently augmented views of the images at ``indices`` (augmentation in float32).
+
+        Both views are augmented in one call on the doubled batch (every image draws its own parameters): half
+        the kernel launches and Python overhead, which bound the input path on a GPU.
+        """
         x = to_float(self.images[indices.to(self.images.device)])
         with torch.autocast(self.device.type, enabled=False):
-            return self.augment(x), self.augment(x)
+            view0, view1 = self.augment(torch.cat([x, x])).chunk(2)
+        return view0, view1
 
     def training_step(self, indices: torch.Tensor, batch_idx: int) -> torch.Tensor:
         # Augmentation randomness depends only on (seed, step, rank): a resumed run draws the same views.
         torch.manual_seed(self.batches.seed * 1_000_003 + self.global_step * 7919 + self.global_rank)
         view0, view1 = self.views(indices)
         loss = self.method.loss(view0, view1)
-        if not torch.isfinite(loss):
-            lr = self.optimizers().param_groups[0]["lr"]
-            raise TrainingError(
-                f"loss became {loss.item()} at epoch {self.current_epoch} step {batch_idx} (lr {lr:.3g}); "
-                "the learning rate is likely too high — lower --lr and rerun; the last good checkpoint is kept"
-            )
+        self._note_non_finite(loss, batch_idx)
+        if self.device.type == "cpu" or batch_idx % FINITE_CHECK_EVERY == 0:
+            self._raise_if_non_finite()
         self._loss_sum += loss.detach()
         self._steps += 1
-        self.log("loss", loss.detach(), prog_bar=True)
+        # The progress bar reads its values on the host every step: on a GPU that would stall the pipeline.
+        self.log("loss", loss.detach(), prog_bar=self.device.type == "cpu")
         return loss
+
+    def _note_non_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """Remembers the epoch's first step with a non-finite loss, on the device (no host sync)."""
+        first = (self._first_bad_step < 0) & ~torch.isfinite(loss.detach())
+        self._first_bad_step = torch.where(first, batch_idx, self._first_bad_step)
+
+    def _raise_if_non_finite(self) -> None:
+        """Stops the run once a non-finite loss was seen (a host sync: every step on the CPU, else periodic)."""
+        step = int(self._first_bad_step)
+        if step < 0:
+            return
+        lr = self.optimizers().param_groups[0]["lr"]
+        raise TrainingError(
+            f"loss became non-finite at epoch {self.current_epoch} step {step} (lr {lr:.3g}); "
+            "the learning rate is likely too high — lower --lr and rerun; the last good checkpoint is kept"
+        )
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         total = max(1, self.trainer.estimated_stepping_batches)
@@ -125,14 +149,22 @@ class PretrainModule(pl.LightningModule):
         encoder.train(was_training)
         return torch.cat(chunks).numpy()
 
-    def knn_accuracy(self, bank: np.ndarray, query: np.ndarray) -> float:
+    def knn_accuracies(self, bank: np.ndarray, query: np.ndarray) -> dict[str, float]:
+        """Validation kNN accuracy and balanced accuracy (mean recall over classes: fair on imbalanced data)."""
+        from sklearn.metrics import balanced_accuracy_score
+
         from medssl.evaluate.knn import knn_scores
 
         n_classes = int(self.labels.max()) + 1
         scores = knn_scores(bank, self.labels[self.knn_bank], query, n_classes, k=self.knn_k)
-        return float((scores.argmax(1) == self.labels[self.split["val"]]).mean())
+        predicted, truth = scores.argmax(1), self.labels[self.split["val"]]
+        return {
+            "knn_accuracy": float((predicted == truth).mean()),
+            "knn_balanced_accuracy": float(balanced_accuracy_score(truth, predicted)),
+        }
 
     def on_train_epoch_end(self) -> None:
+        self._raise_if_non_finite()  # before the epoch's checkpoint is written
         epoch = self.current_epoch
         seconds = time.perf_counter() - self._epoch_start
         images_per_s = self._steps * self.recipe.batch_size * self.trainer.world_size / max(seconds, 1e-9)
@@ -141,7 +173,7 @@ class PretrainModule(pl.LightningModule):
         row["lr"] = self.optimizers().param_groups[0]["lr"]
         if (epoch + 1) % self.knn_every == 0 or epoch + 1 == self.epochs:
             val = self.features(self.split["val"])
-            row["knn_accuracy"] = self.knn_accuracy(self.features(self.knn_bank), val)
+            row.update(self.knn_accuracies(self.features(self.knn_bank), val))
             row["embedding_std"] = embedding_std(val)
             row["effective_rank"] = effective_rank(val)
             self.log("val_knn_accuracy", row["knn_accuracy"], prog_bar=True, sync_dist=False)

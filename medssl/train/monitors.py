@@ -16,6 +16,7 @@ HISTORY_COLUMNS = [
     "epoch",
     "loss",
     "knn_accuracy",
+    "knn_balanced_accuracy",
     "embedding_std",
     "effective_rank",
     "images_per_s",

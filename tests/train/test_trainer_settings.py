@@ -1,0 +1,24 @@
+"""Trainer settings chosen from the machine: precision and the logging interval."""
+
+from __future__ import annotations
+
+import pytest
+
+from medssl.train import api
+from medssl.train.config import PretrainConfig
+
+
+@pytest.mark.parametrize(("amx", "expected"), [(True, "bf16-mixed"), (False, "32-true")])
+def test_auto_precision_on_cpu_follows_native_bf16_support(monkeypatch, amx: bool, expected: str) -> None:
+    monkeypatch.setattr(api, "cpu_has_bf16_matmul", lambda: amx)
+    assert api._precision(PretrainConfig(accelerator="cpu")) == expected
+
+
+def test_explicit_precision_wins(monkeypatch) -> None:
+    monkeypatch.setattr(api, "cpu_has_bf16_matmul", lambda: True)
+    assert api._precision(PretrainConfig(accelerator="cpu", precision="32-true")) == "32-true"
+
+
+@pytest.mark.parametrize(("steps", "expected"), [(0, 1), (7, 7), (50, 50), (500, 50)])
+def test_logging_interval_is_lightnings_default_capped_at_one_epoch(steps: int, expected: int) -> None:
+    assert api.log_every_n_steps(steps) == expected
