@@ -24,7 +24,7 @@ CHEST_XRAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xr
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """``--data``, ``--image-size``, ``--device``, the synthetic dataset's size and the pixel cache."""
+    """``--data``, ``--image-size``, ``--device``, ``--precision``, the synthetic dataset's size, the pixel cache."""
     parser.add_argument(
         "--data",
         default=str(CHEST_XRAY),
@@ -32,6 +32,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "32-true", "bf16-mixed"),
+        default="auto",
+        help="Training precision (auto: medssl's default on this machine, bf16 on a GPU or an AMX CPU).",
+    )
     parser.add_argument("--synthetic-images", type=int, default=2000, help="Images of --data synthetic.")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="medssl's pixel cache.")
 

@@ -66,6 +66,7 @@ def pretrain_config(args: argparse.Namespace, **overrides) -> PretrainConfig:
         "backbone": "resnet18",
         "batch_size": args.batch_size,
         "accelerator": accelerator(resolve_device(args.device)),
+        "precision": args.precision,
         "progress_bar": False,
         "data": data_config(args),
         **overrides,

@@ -1,10 +1,12 @@
 """Pre-training throughput: medssl's training step vs the usual lightly pipeline vs the model alone.
 
 All three run in one process at the same model (SimCLR, ResNet-18 + lightly's projection head and NT-Xent),
-image size, batch size and precision (medssl's: 32-bit on the CPU, bf16 autocast on a GPU):
+image size, batch size and precision (``--precision``, default medssl's ``auto``: bf16 autocast on a GPU and on
+CPUs with native bf16 matrix units (Intel AMX), 32-bit elsewhere; the reference runs at the same precision, so
+the ratios compare pipelines, not number formats):
 
 * ``medssl``: the real ``PretrainModule`` from ``medssl.train.api.build_module`` driven by a Lightning Trainer
-  for ``warmup + steps`` steps (CSV and TensorBoard loss logging every step, as ``medssl pretrain`` does). One
+  for ``warmup + steps`` steps (CSV and TensorBoard loss logging as ``medssl pretrain`` does it). One
   step: gather a batch of in-memory uint8 images, two kornia batch augmentations, one forward of both views,
   NT-Xent, backward, SGD. Timed from the end of warm-up step ``warmup`` to the end of the last step. The
   per-epoch kNN monitor and checkpoints are per-epoch costs and are kept out of the timed window.
@@ -36,7 +38,7 @@ import argparse
 import gc
 import json
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -65,7 +67,7 @@ from torch.utils.data import DataLoader
 from medssl.data.dataset import PreparedData
 from medssl.methods.base import build_method
 from medssl.models.encoder import build_encoder
-from medssl.train.api import _precision, build_module
+from medssl.train.api import _precision, build_module, log_every_n_steps
 from medssl.train.config import PretrainConfig
 from medssl.train.loader import index_loader
 
@@ -103,8 +105,23 @@ def pretrain_config(args: argparse.Namespace, device: torch.device) -> PretrainC
         epochs=NEVER,
         knn_every=NEVER,
         accelerator=accelerator(device),
+        precision=args.precision,
         progress_bar=False,
     )
+
+
+def time_augment(args: argparse.Namespace, data: PreparedData, device: torch.device) -> float:
+    """images/s of medssl's input path alone: gather a batch on the device and augment it into two views."""
+    module = build_module(pretrain_config(args, device), data, out=None).to(device)
+    module.images = module.images.to(device)
+    batches = forever(module.batches)
+    start = 0.0
+    with torch.no_grad():
+        for step in range(args.warmup + args.steps):
+            if step == args.warmup:
+                start = clock(device)
+            module.views(next(batches))
+    return args.batch_size * args.steps / (clock(device) - start)
 
 
 def time_medssl(args: argparse.Namespace, data: PreparedData, device: torch.device) -> float:
@@ -128,7 +145,7 @@ def time_medssl(args: argparse.Namespace, data: PreparedData, device: torch.devi
             enable_progress_bar=False,
             enable_model_summary=False,
             num_sanity_val_steps=0,
-            log_every_n_steps=1,
+            log_every_n_steps=log_every_n_steps(len(module.batches)),
             use_distributed_sampler=False,
         )
         trainer.fit(module, train_dataloaders=index_loader(module.batches))
@@ -220,7 +237,7 @@ def reference_root(args: argparse.Namespace, data: PreparedData, scratch: Path) 
     return train if train.is_dir() else Path(args.data)
 
 
-def forever(loader: DataLoader) -> Iterator:
+def forever(loader: Iterable) -> Iterator:
     """Batches of ``loader`` epoch after epoch (workers restart every epoch, as in a plain training loop)."""
     while True:
         yield from loader
@@ -286,6 +303,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--reference-root", type=Path, default=None, help="ImageFolder root of the reference."
     )
+
     args = parser.parse_args()
     if args.warmup < 1 or args.steps < 1:
         parser.error("--warmup and --steps must be at least 1")
@@ -303,6 +321,8 @@ def main() -> None:
     compute_bound = time_compute_bound(args, data, device, precision)
     release(device)
     reference_compute_bound = time_reference_compute_bound(args, device, precision)
+    release(device)
+    augment_only = time_augment(args, data, device)
     release(device)
     medssl = time_medssl(args, data, device)
     release(device)
@@ -327,6 +347,7 @@ def main() -> None:
         "medssl_images_per_s": round(medssl, 1),
         "reference_images_per_s": round(reference, 1),
         "compute_bound_images_per_s": round(compute_bound, 1),
+        "augment_only_images_per_s": round(augment_only, 1),
         "reference_compute_bound_images_per_s": round(reference_compute_bound, 1),
         "medssl_vs_reference": round(medssl / reference, 3),
         "medssl_vs_compute_bound": round(medssl / compute_bound, 3),

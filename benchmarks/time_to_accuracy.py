@@ -3,24 +3,29 @@
 Both runs pre-train SimCLR on a randomly initialised ResNet-18 at 64 px on the same machine and data, through
 the real ``medssl.train.api.pretrain``. After every epoch's kNN monitor (k = 200, cosine, on the validation
 split, read from the run's ``history.csv``) a callback records (epoch, wall time since training started,
-accuracy) and stops the run once the accuracy reaches ``--target``, or after ``--max-epochs``. Wall time
-counts training and the monitors themselves (one kNN evaluation per ``--knn-every`` epochs, the same work for
-both recipes), not data preparation or start-up.
+score) and stops the run once the mean of the last ``--smooth`` (3) monitored scores reaches ``--target``, or
+after ``--max-epochs``. Wall time counts training and the monitors themselves (one kNN evaluation per
+``--knn-every`` epochs, the same work for both recipes), not data preparation or start-up.
 
-The target must sit well above what an untrained encoder already gets: on the chest X-ray validation split a
-random ResNet-18 scores about 0.88 (the majority class is ~74 %), so the default target is 0.93. The script
-measures and prints that random-initialisation accuracy too.
+Why balanced accuracy (``--metric``, default ``knn_balanced_accuracy``): the chest X-ray validation split is
+72 % pneumonia, and a k = 200 majority vote leans to that class, so plain kNN accuracy barely separates
+trained from untrained encoders (measured: 0.895 at random initialisation, 0.905 and 0.914 after 30 epochs of
+the paper and default recipes), while balanced accuracy does (0.825, 0.875, 0.915). Why smoothed: 476
+validation images give one epoch's score a standard error of 1-2 points; a single lucky epoch is not
+"reached". Why 0.86: well above random initialisation (0.825) and within reach of both recipes in 30 epochs.
+The script measures and prints the random-initialisation score too.
 
-    .venv/bin/python benchmarks/time_to_accuracy.py [--target 0.93] [--max-epochs 20] [--knn-every 1]
+    .venv/bin/python benchmarks/time_to_accuracy.py [--target 0.86] [--max-epochs 30] [--smooth 3]
 
-Prints one JSON line: per recipe the time to target (or "not reached in N epochs, best X") and the speed-up
-of the default recipe (paper time / default time).
+Prints each recipe's summary on stderr as it finishes, then one JSON line: per recipe the time to target (or
+"not reached in N epochs, best X") and the speed-up of the default recipe (paper time / default time).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,25 +44,27 @@ from common import (
 from pytorch_lightning.callbacks import EarlyStopping
 
 from medssl.data.dataset import PreparedData
-from medssl.train.api import pretrain
+from medssl.train.api import _precision, pretrain
 from medssl.train.config import PretrainConfig
 from medssl.train.module import PretrainModule
 from medssl.train.monitors import read_history
 
-DEFAULT_TARGET = 0.93
+DEFAULT_TARGET = 0.86
 RECIPES = ("paper", "default")
 
 
 class StopAtTarget(EarlyStopping):
-    """Records each epoch's monitor result and stops once the kNN accuracy reaches ``target``.
+    """Records each epoch's monitor result and stops once the smoothed ``metric`` reaches ``target``.
 
     An ``EarlyStopping`` so that Lightning calls it after the module's own ``on_train_epoch_end`` (where the
     kNN monitor runs and ``history.csv`` is written); the stopping rule is ours (``>=``, no patience).
     """
 
-    def __init__(self, target: float, measure_random_init: bool) -> None:
+    def __init__(self, metric: str, target: float, smooth: int, measure_random_init: bool) -> None:
         super().__init__(monitor="val_knn_accuracy", mode="max", strict=False, check_on_train_epoch_end=True)
+        self.metric = metric
         self.target = target
+        self.smooth = smooth
         self.measure_random_init = measure_random_init
         self.random_init_accuracy: float | None = None
         self.curve: list[dict] = []
@@ -66,17 +73,26 @@ class StopAtTarget(EarlyStopping):
     def on_train_start(self, trainer: pl.Trainer, module: PretrainModule) -> None:
         if self.measure_random_init:
             bank, val = module.features(module.knn_bank), module.features(module.split["val"])
-            self.random_init_accuracy = module.knn_accuracy(bank, val)
+            self.random_init_accuracy = module.knn_accuracies(bank, val)[self.metric]
         self.start = clock(module.device)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: PretrainModule) -> None:
         seconds = clock(module.device) - self.start
         row = read_history(module.history_path)[-1]
-        if int(row["epoch"]) != trainer.current_epoch or not row.get("knn_accuracy"):
+        if int(row["epoch"]) != trainer.current_epoch or not row.get(self.metric):
             return  # no monitor this epoch (--knn-every > 1)
-        accuracy = float(row["knn_accuracy"])
-        self.curve.append({"epoch": trainer.current_epoch + 1, "wall_s": round(seconds, 1), "knn": accuracy})
-        if accuracy >= self.target:
+        accuracy = float(row[self.metric])
+        recent = [point["knn"] for point in self.curve[-(self.smooth - 1) :]] if self.smooth > 1 else []
+        smoothed = sum([*recent, accuracy]) / (len(recent) + 1)
+        self.curve.append(
+            {
+                "epoch": trainer.current_epoch + 1,
+                "wall_s": round(seconds, 1),
+                "knn": accuracy,
+                "knn_smoothed": round(smoothed, 4),
+            }
+        )
+        if len(recent) + 1 == self.smooth and smoothed >= self.target:
             trainer.should_stop = True
 
 
@@ -93,15 +109,16 @@ def run_recipe(
         knn_k=args.knn_k,
         seed=args.seed,
         accelerator=accelerator(args.torch_device),
+        precision=args.precision,
         progress_bar=False,
         data=data_config(args),
     )
-    stop = StopAtTarget(args.target, measure_random_init)
+    stop = StopAtTarget(args.metric, args.target, args.smooth, measure_random_init)
     started = time.perf_counter()
     pretrain(config, out / recipe, data=data, callbacks=[stop])
     total = time.perf_counter() - started
-    best = max((point["knn"] for point in stop.curve), default=None)
-    reached = next((point for point in stop.curve if point["knn"] >= args.target), None)
+    best = max((point["knn_smoothed"] for point in stop.curve[args.smooth - 1 :]), default=None)
+    reached = next((p for p in stop.curve[args.smooth - 1 :] if p["knn_smoothed"] >= args.target), None)
     epochs = stop.curve[-1]["epoch"] if stop.curve else 0
     summary = {
         "recipe": recipe,
@@ -115,11 +132,12 @@ def run_recipe(
             if best is not None
             else f"not reached in {epochs} epochs"
         ),
-        "best_knn_accuracy": best,
+        "best_smoothed_knn_accuracy": best,
         "training_s": stop.curve[-1]["wall_s"] if stop.curve else None,
         "process_s": round(total, 1),
         "curve": stop.curve,
     }
+    print(json.dumps(summary), file=sys.stderr, flush=True)  # kept even if a later run is cut short
     return summary, stop.random_init_accuracy
 
 
@@ -139,11 +157,23 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
     parser.add_argument(
-        "--target", type=float, default=DEFAULT_TARGET, help="Validation kNN accuracy to reach."
+        "--target", type=float, default=DEFAULT_TARGET, help="Validation score (--metric) to reach."
     )
-    parser.add_argument("--max-epochs", type=int, default=20, help="Epoch budget of each recipe.")
+    parser.add_argument("--max-epochs", type=int, default=30, help="Epoch budget of each recipe.")
     parser.add_argument("--knn-every", type=int, default=1, help="Run the kNN monitor every N epochs.")
     parser.add_argument("--knn-k", type=int, default=200)
+    parser.add_argument(
+        "--metric",
+        choices=("knn_accuracy", "knn_balanced_accuracy"),
+        default="knn_balanced_accuracy",
+        help="The history.csv column the target applies to.",
+    )
+    parser.add_argument(
+        "--smooth",
+        type=int,
+        default=3,
+        help="Reached when the mean of the last N monitored accuracies is >= --target (1: a single epoch).",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipes", default=",".join(RECIPES), help="Comma-separated: paper,default.")
     parser.add_argument("--out", type=Path, default=None, help="Keep the runs here (default: a temp folder).")
@@ -169,13 +199,18 @@ def main() -> None:
         "backbone": "resnet18",
         "data": data.name,
         "image_size": data.image_size,
+        "precision": _precision(
+            PretrainConfig(accelerator=accelerator(args.torch_device), precision=args.precision)
+        ),
         "n_train": len(data.split["train"]),
         "n_val": len(data.split["val"]),
         "target": args.target,
         "max_epochs": args.max_epochs,
         "knn_every": args.knn_every,
         "knn_k": args.knn_k,
-        "random_init_knn_accuracy": None if random_init is None else round(random_init, 4),
+        "metric": args.metric,
+        "smooth": args.smooth,
+        "random_init_score": None if random_init is None else round(random_init, 4),
         "warning": (
             "the target is not above the random-initialisation accuracy; raise --target"
             if random_init is not None and random_init >= args.target
