@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,14 @@ def medssl(*args: str, cwd: Path, timeout: float = WAIT) -> subprocess.Completed
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=ENV, timeout=timeout)
 
 
+def _default_sigint() -> None:
+    # A child inherits an ignored SIGINT, and Python then installs no Ctrl+C handler: Lightning ignores SIGINT
+    # in this test process after any in-process KeyboardInterrupt, so give the child the default back.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str, cwd: Path, stderr: Path) -> subprocess.Popen:
-    """``python -m medssl.cli ARGS`` started in the background, stderr to a file."""
+    """``python -m medssl.cli ARGS`` started in the background, stderr to a file, with Ctrl+C handled."""
     with stderr.open("w") as sink:
         return subprocess.Popen(
             [sys.executable, "-m", "medssl.cli", *args],
@@ -44,6 +51,7 @@ def start(*args: str, cwd: Path, stderr: Path) -> subprocess.Popen:
             env=ENV,
             stdout=subprocess.DEVNULL,
             stderr=sink,
+            preexec_fn=_default_sigint,
         )
 
 
