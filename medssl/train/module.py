@@ -25,7 +25,8 @@ from medssl.train.monitors import (
 )
 
 FINITE_CHECK_EVERY = 50
-"""On a GPU the loss is checked for NaN/inf on the host every this many steps and at each epoch's end."""
+"""On a GPU the loss is checked for NaN/inf on the host every this many steps and at each epoch's end (on the
+CPU, where reading it costs nothing, every step)."""
 
 
 class PretrainModule(pl.LightningModule):
@@ -63,6 +64,7 @@ class PretrainModule(pl.LightningModule):
         self._loss_sum = torch.zeros(())
         self._steps = 0
         self._first_bad_step = torch.full((), -1)
+        self.finite_check_every = 1
 
     # -- set-up ---------------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -83,6 +85,7 @@ class PretrainModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self.images = self.images.to(self.device)
+        self.finite_check_every = 1 if self.device.type == "cpu" else FINITE_CHECK_EVERY
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
@@ -108,7 +111,7 @@ class PretrainModule(pl.LightningModule):
         view0, view1 = self.views(indices)
         loss = self.method.loss(view0, view1)
         self._note_non_finite(loss, batch_idx)
-        if self.device.type == "cpu" or batch_idx % FINITE_CHECK_EVERY == 0:
+        if (batch_idx + 1) % self.finite_check_every == 0:
             self._raise_if_non_finite()
         self._loss_sum += loss.detach()
         self._steps += 1
