@@ -31,6 +31,7 @@ from medssl.data.dataset import DataConfig, PreparedData, prepare_data
 from medssl.evaluate.api import evaluate_encoder
 from medssl.models.encoder import ENCODER_META, Encoder, encoder_from_spec, load_encoder
 from medssl.study.config import StudyConfig
+from medssl.study.preflight import preflight
 from medssl.train.api import pretrain
 from medssl.train.config import PretrainConfig
 from medssl.train.logs import quiet_lightning_logs
@@ -192,6 +193,7 @@ class StudyRunner:
         augment_preview(data.images[data.split["train"][:64]], [preset], path)
 
     def run(self) -> Path:
+        preflight(self.study, self.out)  # every prerequisite, before anything is written or trained
         _write_config(self.study, self.out, self.command)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
         columns += [TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
