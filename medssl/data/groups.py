@@ -58,7 +58,7 @@ def compile_group_pattern(text: str) -> re.Pattern[str]:
         return re.compile(text)
     except re.error as error:
         raise ValueError(
-            f"group_pattern {text!r} is not a valid regular expression ({error}); "
+            f"group_pattern '{text}' is not a valid regular expression ({error}); "
             r"e.g. '(CRC-Prim-HE-\d+)' or '^([^/]+)/' for the first folder"
         ) from None
 
@@ -90,12 +90,12 @@ def apply_group_pattern(table: ImageTable, text: str, kind: str | None = None) -
     missed = [r.ref for r in records if r.group is None]
     if len(missed) == len(records):
         raise DataError(
-            f"{table.root}: group_pattern {text!r} matches none of the {len(records):,} image paths "
+            f"{table.root}: group_pattern '{text}' matches none of the {len(records):,} image paths "
             f"(e.g. {records[0].ref}; paths are relative to {table.root}); fix the pattern"
         )
     if missed:
         warnings.warn(
-            f"{table.root}: group_pattern {text!r} finds no group in {len(missed):,} of {len(records):,} "
+            f"{table.root}: group_pattern '{text}' finds no group in {len(missed):,} of {len(records):,} "
             f"image paths (e.g. {examples(missed)}); each of those images is a group of its own",
             stacklevel=2,
         )

@@ -63,8 +63,8 @@ def _hold_out(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Positions (kept, held out ≈ fraction), stratified by label, never splitting a unit; None if too few."""
     n_splits = max(2, round(1.0 / fraction))
-    if len(np.unique(units)) < n_splits:
-        return None
+    if len(np.unique(units)) < n_splits or np.bincount(labels).max() < n_splits:
+        return None  # too few units, or every class smaller than the number of parts (sklearn refuses)
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     kept, held = next(folds.split(np.zeros(len(labels)), labels, units))
     return kept, held
@@ -120,7 +120,7 @@ def _validation(
         n_groups = len(np.unique(_units(table, pool, policy)))
         kind = table.group_kind
         note = (
-            f"{table.root}: the training part holds {plural(kind, n_groups)}, too few to hold out "
+            f"the training part holds {plural(kind, n_groups)}, too few to hold out "
             f"{fraction:.0%} of them whole for validation; validation images are drawn image by image from "
             f"those {plural(kind)} (validation only monitors training and tunes probes; the test split "
             f"stays whole {plural(kind)})"
@@ -193,7 +193,7 @@ def make_split(
     if len(val) < MIN_OFFICIAL_VAL_FRACTION * len(train) or _missing_classes(table, val):
         train, val, note = _validation(table, pool, val_fraction, seed + 1, policy)
         if note:
-            warnings.warn(note, stacklevel=2)
+            warnings.warn(f"{table.root}: {note}", stacklevel=2)
     split = {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
     if policy == "random":
         _warn_leakage(table, [split])
@@ -254,7 +254,7 @@ def cross_validation(
         notes += [note] if note else []
         splits.append({"train": train, "val": val, "test": np.sort(everything[test])})
     if notes:
-        warnings.warn(f"{len(notes)} of {folds} folds: {notes[0]}", stacklevel=2)
+        warnings.warn(f"{table.root}: in {len(notes)} of {folds} folds {notes[0]}", stacklevel=2)
     if policy == "random":
         _warn_leakage(table, splits)
     return splits

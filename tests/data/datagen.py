@@ -10,7 +10,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REAL_CHEST_XRAY = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "chest_xray_pneumonia"
+REPO = Path(__file__).resolve().parents[2]
+REAL_CHEST_XRAY = REPO.parent / "shared" / "data" / "chest_xray_pneumonia"
+KATHER_FOLDER = "Kather_texture_2016_image_tiles_5000"
+REAL_KATHER = next(
+    (
+        folder
+        for folder in (
+            REPO / ".data" / KATHER_FOLDER,  # the checkout's gitignored .data/
+            REPO.parent / ".data" / KATHER_FOLDER,
+            REPO.parent / "main" / ".data" / KATHER_FOLDER,  # a worktree beside the main checkout
+        )
+        if folder.is_dir()
+    ),
+    REPO / ".data" / KATHER_FOLDER,
+)
+"""The real Kather 2016 tiles (read-only, never committed); tests that need them skip when absent."""
 
 
 def pixels(seed: int, size: tuple[int, int] = (32, 32), channels: int = 3) -> np.ndarray:
@@ -143,7 +158,7 @@ def kather_name(seed: int, slide: int, k: int) -> str:
 def make_kather(parent: Path, per_class: int = 2, size: int = 150) -> Path:
     """Kather_texture_2016_image_tiles_5000/<8 classes>/*.tif, RGB TIFF tiles named by their slide as in the
     real set (tile ``k`` of a class from ``KATHER_SLIDES[class][k % n]``); returns the parent."""
-    folder = parent / "Kather_texture_2016_image_tiles_5000"
+    folder = parent / KATHER_FOLDER
     for c, name in enumerate(KATHER_CLASSES):
         slides = KATHER_SLIDES[name]
         for k in range(per_class):
