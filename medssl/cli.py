@@ -53,15 +53,8 @@ def data_inspect(
         problem = error.errors()[0]
         option = str(problem["loc"][0]).replace("_", "-")
         raise ConfigError(f"--{option}: {problem['msg'].removeprefix('Value error, ')}") from None
-    report = inspect_dataset(
-        path,
-        layout=layout,
-        image_size=image_size,
-        grid_path=out,
-        group_pattern=group_pattern,
-        group_kind=group_kind,
-        folds=folds,
-    )
+    groups = {"group_pattern": group_pattern, "group_kind": group_kind, "folds": folds}
+    report = inspect_dataset(path, layout=layout, image_size=image_size, grid_path=out, **groups)
     typer.echo(report.to_text())
 
 
