@@ -23,6 +23,7 @@ from medssl.data.splits import (
     read_manifest,
     resolve_policy,
     save_split,
+    straddling,
 )
 from medssl.data.types import ImageTable
 from medssl.errors import ConfigError, DataError
@@ -58,7 +59,10 @@ class DataConfig(StrictModel):
         "auto", description="grouped: no group in two parts; random: image by image; auto: grouped if known"
     )
     folds: int | None = Field(
-        None, ge=2, le=20, description="K-fold cross-validation (no official test split); see prepare_folds"
+        None,
+        ge=2,
+        le=20,
+        description="K-fold cross-validation (no official test split; test_fraction unused); see prepare_folds",
     )
     group_pattern: str | None = Field(
         None,
@@ -192,6 +196,8 @@ def _splits(config: DataConfig, table: ImageTable, run_dir: Path | None) -> tupl
             save_split(manifest, table, splits, policy, folds=bool(config.folds))
         return splits, policy
     splits, saved_policy, has_folds = read_manifest(manifest, table)
+    if not saved_policy and any(straddling(table, split) for split in splits):
+        saved_policy = "random"  # written before policies were recorded, and it splits groups
     saved = f"{len(splits)} folds" if has_folds else "one split"
     asked = f"{config.folds} folds" if config.folds else "one split"
     if saved != asked or saved_policy not in ("", policy):

@@ -395,7 +395,8 @@ def inspect_dataset(
     if table.ignored:
         problems.append(f"{len(table.ignored)} non-image files ignored: {_examples(table.ignored)}")
     problems += _class_problems(table) + _duplicate_problems(table, checks) + _group_problems(table)
-    problems += grouping + group_warnings(table, folds)
+    official_test = any(r.split == "test" for r in table.records)  # no cross-validation then
+    problems += grouping + group_warnings(table, None if official_test else folds)
     name = _name(path, table)
     grid = Path(grid_path) if grid_path is not None else Path.cwd() / f"{name}-samples.png"
     grid_errors = write_grid(table, grid, image_size, per_class)

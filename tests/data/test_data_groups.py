@@ -302,6 +302,23 @@ def test_split_csv_keeps_the_patient_column_and_old_manifests(tmp_path: Path) ->
         np.testing.assert_array_equal(again.split[part], data.split[part])
 
 
+def test_an_old_tile_level_manifest_is_not_taken_for_grouped(tmp_path: Path, kather_dir: Path) -> None:
+    """Kather runs before slides were known split tile by tile; resuming one under split: grouped is refused."""
+    config = DataConfig(path=str(kather_dir), image_size=16, cache_dir=str(tmp_path / "cache"))
+    with pytest.warns(UserWarning, match="split: random puts"):
+        prepare_data(config.model_copy(update={"split": "random"}), tmp_path / "run")
+    rows = read_rows(tmp_path / "run" / "split.csv")
+    with (tmp_path / "run" / "split.csv").open("w", newline="") as handle:  # as written before policies
+        writer = csv.writer(handle)
+        writer.writerow(["ref", "label", "class", "patient", "split"])
+        writer.writerows([r["ref"], r["label"], r["class"], "", r["split"]] for r in rows)
+    with pytest.raises(
+        DataError, match=r"holds one split \(random\) but the config asks for one split \(grouped\)"
+    ):
+        prepare_data(config, tmp_path / "run")
+    assert prepare_data(config.model_copy(update={"split": "random"}), tmp_path / "run").policy == "random"
+
+
 def test_inspect_kather_fixture_reports_slides_and_warnings(kather_dir: Path, tmp_path: Path) -> None:
     from medssl.data.inspect import inspect_dataset
 
