@@ -12,6 +12,7 @@ from medssl.models.encoder import Encoder
 
 class BarlowTwins(SSLMethod):
     title = "Barlow Twins"
+
     def __init__(self, encoder: Encoder, gather_distributed: bool = False) -> None:
         super().__init__(encoder, gather_distributed)
         dim = encoder.feature_dim

@@ -12,6 +12,7 @@ from medssl.models.encoder import Encoder
 
 class BYOL(MomentumMethod):
     title = "BYOL"
+
     def __init__(self, encoder: Encoder, gather_distributed: bool = False) -> None:
         dim = encoder.feature_dim
         super().__init__(encoder, BYOLProjectionHead(dim, 2 * dim, 256), gather_distributed)

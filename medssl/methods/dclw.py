@@ -12,6 +12,7 @@ from medssl.models.encoder import Encoder
 
 class DCLW(SSLMethod):
     title = "DCLW"
+
     def __init__(
         self, encoder: Encoder, gather_distributed: bool = False, temperature: float = 0.1, sigma: float = 0.5
     ) -> None:

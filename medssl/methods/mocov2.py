@@ -16,6 +16,7 @@ from medssl.models.encoder import Encoder
 
 class MoCoV2(MomentumMethod):
     title = "MoCo v2"
+
     def __init__(self, encoder: Encoder, gather_distributed: bool = False, queue_size: int = 4096) -> None:
         dim = encoder.feature_dim
         super().__init__(encoder, MoCoProjectionHead(dim, dim, 128), gather_distributed)

@@ -12,6 +12,7 @@ from medssl.models.encoder import Encoder
 
 class SimCLR(SSLMethod):
     title = "SimCLR"
+
     def __init__(self, encoder: Encoder, gather_distributed: bool = False, temperature: float = 0.5) -> None:
         super().__init__(encoder, gather_distributed)
         dim = encoder.feature_dim
