@@ -19,8 +19,9 @@ from medssl.errors import MedsslError
 from medssl.models.backbones import build_backbone
 from medssl.study.config import StudyConfig
 
-CHECKPOINTS_PER_RUN = 2
-"""``last.ckpt`` and ``best.ckpt`` of every pre-training run, each holding weights and optimiser state."""
+WEIGHT_COPIES_PER_RUN = 4
+"""Copies of the weights a pre-training run keeps: ``last.ckpt`` (weights and SGD momentum), ``best.ckpt``
+(weights) and ``encoder.pt``."""
 DOWNLOAD_TIMEOUT_S = 60.0
 
 
@@ -90,9 +91,9 @@ def _parameter_bytes(backbone: str) -> int:
 
 
 def estimated_checkpoint_bytes(study: StudyConfig) -> int:
-    """Rough disk need of the SSL runs: per run, two checkpoints (weights + momentum) and the encoder."""
+    """Rough disk need of the SSL runs: ``WEIGHT_COPIES_PER_RUN`` copies of each backbone's weights."""
     runs_per_backbone = len(study.datasets) * len(study.methods) * len(study.inits) * study.pretrain_seeds
-    per_run = {name: (2 * CHECKPOINTS_PER_RUN + 1) * _parameter_bytes(name) for name in study.backbones}
+    per_run = {name: WEIGHT_COPIES_PER_RUN * _parameter_bytes(name) for name in study.backbones}
     return sum(runs_per_backbone * size for size in per_run.values())
 
 

@@ -129,10 +129,18 @@ def checkpoint_callbacks(directory: Path) -> list[ModelCheckpoint]:
     Two callbacks, not ``save_last=True``: Lightning refreshes that "last" copy only in steps where its top-k
     checkpoint is written, i.e. when the monitor improved, so a killed run would resume from the best epoch (or
     from nothing, with ``knn_every > 1``). The best callback comes first so that ``last.ckpt`` holds its
-    updated state.
+    updated state. ``best.ckpt`` holds the weights only (half the size: it is for picking weights, not
+    resuming); ``last.ckpt`` also holds the optimiser, schedule and loop state an exact resume needs.
     """
     common = {"dirpath": directory, "enable_version_counter": False, "save_on_train_epoch_end": True}
-    best = ModelCheckpoint(filename="best", monitor="val_knn_accuracy", mode="max", save_top_k=1, **common)
+    best = ModelCheckpoint(
+        filename="best",
+        monitor="val_knn_accuracy",
+        mode="max",
+        save_top_k=1,
+        save_weights_only=True,
+        **common,
+    )
     last = ModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, save_top_k=1, **common)
     return [best, last]
 

@@ -74,9 +74,8 @@ def test_a_study_whose_checkpoints_do_not_fit_on_disk_is_refused(
 
     study = study_with(pixel_cache)
     need = estimated_checkpoint_bytes(study)
-    assert (
-        need > 5 * 44_000_000
-    )  # ResNet-18 weights, twice in each checkpoint, two checkpoints and the encoder
+    # ResNet-18's 44 MB of weights: last.ckpt (with momentum), best.ckpt and encoder.pt
+    assert need >= 4 * 44_000_000
     free = shutil.disk_usage(tmp_path)._replace(free=need // 2)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: free)
     with pytest.raises(PreflightError, match="checkpoints are needed but"):
