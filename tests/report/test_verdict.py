@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medssl.evaluate.results import RESULT_COLUMNS
 from medssl.report import write_report
 from medssl.report.verdict import align, verdict_sentence
+from medssl.rundir.results import RESULT_COLUMNS
 
 SSL = "in-domain SSL (VICReg, resnet18)"
 IMAGENET = "ImageNet frozen (efficientnet_lite0)"
