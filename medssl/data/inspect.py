@@ -24,6 +24,7 @@ from medssl.data.decode import BadImageError, decode_image, pixel_limit, resize
 from medssl.data.sources import SOURCES, load_table
 from medssl.data.sources._files import lenient
 from medssl.data.sources.synthetic import load_synthetic
+from medssl.data.splits import MIN_CLASS_IMAGES
 from medssl.data.types import SPLITS, ImageTable
 from medssl.errors import DataError
 
@@ -253,8 +254,13 @@ def _class_problems(table: ImageTable) -> list[str]:
         problems.append(f"only one class ({', '.join(table.classes)}); classification needs at least two")
     counts = table.counts()
     for name in table.classes:
-        if all(per_class[name] == 0 for per_class in counts.values()):
+        total = sum(per_class[name] for per_class in counts.values())
+        if total == 0:
             problems.append(f"class '{name}' has no images")
+        elif total < MIN_CLASS_IMAGES:
+            problems.append(
+                f"class '{name}' has {total} images; a train/val/test split needs at least {MIN_CLASS_IMAGES}"
+            )
         else:
             problems += [
                 f"class '{name}' has no images in {s}" for s, per in counts.items() if per[name] == 0

@@ -16,6 +16,8 @@ Split = dict[str, np.ndarray]
 """Indices (into the table's records) of each of ``train``, ``val`` and ``test``."""
 
 MIN_OFFICIAL_VAL_FRACTION = 0.05
+MIN_CLASS_IMAGES = 3
+"""Images per class below which no train/val/test split exists (two hold-outs of at least two folds)."""
 
 
 def _groups(table: ImageTable, indices: np.ndarray) -> np.ndarray:
@@ -29,12 +31,14 @@ def hold_out(
     """Split ``indices`` into (kept, held out ≈ fraction), stratified by class and grouped by patient."""
     labels = table.labels[indices]
     groups = _groups(table, indices)
-    n_splits = max(2, round(1.0 / fraction))
     smallest_class = np.bincount(labels, minlength=len(table.classes)).min() if len(labels) else 0
-    if len(np.unique(groups)) < n_splits or smallest_class == 0:
+    # A small class gets fewer folds (a larger share held out) rather than no split: see MIN_CLASS_IMAGES.
+    n_splits = min(max(2, round(1.0 / fraction)), int(smallest_class))
+    if n_splits < 2 or len(np.unique(groups)) < n_splits:
         raise DataError(
-            f"{table.root}: too few images or patients ({len(indices)} images) to hold out {fraction:.0%}; "
-            "add images or lower val_fraction/test_fraction"
+            f"{table.root}: too few images or patients ({len(indices)} images, smallest class "
+            f"{smallest_class}) to hold out {fraction:.0%}; every class needs at least {MIN_CLASS_IMAGES} "
+            "images; add images"
         )
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     kept, held = next(folds.split(np.zeros(len(indices)), labels, groups))
