@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from medssl.data.dataset import PreparedData
-from medssl.errors import ConfigError, DataError
+from medssl.errors import ConfigError
 from medssl.evaluate.features import Features, encoder_features
 from medssl.evaluate.fractions import check_fraction, label_subset
 from medssl.evaluate.knn import knn_scores
@@ -33,7 +32,8 @@ from medssl.evaluate.metrics import (
 )
 from medssl.evaluate.probe import linear_probe
 from medssl.models.encoder import Encoder, encoder_from_spec
-from medssl.rundir.atomic import atomic_write, write_text
+from medssl.rundir.atomic import write_text
+from medssl.rundir.predictions import load_predictions, predictions_name, save_predictions
 from medssl.rundir.results import RESULTS, append_results, cell_id, read_results, rewrite_results
 from medssl.rundir.settings import (
     cell_settings,
@@ -81,36 +81,6 @@ def encoder_identity(encoder: Encoder, protocol: str | None = None) -> dict[str,
     if method == "random" and protocol == "finetune":
         method = "supervised"
     return {"encoder": encoder_id, "method": method, "backbone": backbone, "init": init}
-
-
-def predictions_name(protocol: str, label_fraction: float, seed: int) -> str:
-    """``<protocol>-f<fraction>-s<seed>.npz``, e.g. ``linear-f0.1-s0.npz``."""
-    return f"{protocol}-f{label_fraction:g}-s{seed}.npz"
-
-
-def save_predictions(path: Path, y_true: np.ndarray, y_prob: np.ndarray, test_index: np.ndarray) -> None:
-    """Write ``y_true``, ``y_prob`` and ``test_index`` atomically."""
-    arrays = {
-        "y_true": np.asarray(y_true),
-        "y_prob": np.asarray(y_prob, np.float32),
-        "test_index": test_index,
-    }
-    atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
-
-
-def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
-    """``y_true``, ``y_prob`` and ``test_index`` of a predictions file."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in ("y_true", "y_prob", "test_index")}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-        raise DataError(
-            f"{path}: not a predictions file written by `medssl evaluate` ({error.__class__.__name__}); "
-            "pass a predictions/<protocol>-f<fraction>-s<seed>.npz file"
-        ) from None
-    if arrays["y_prob"].ndim != 2 or len(arrays["y_prob"]) != len(arrays["y_true"]):
-        raise DataError(f"{path}: y_prob and y_true do not match; pass a predictions file written by medssl")
-    return arrays
 
 
 def score_predictions(

@@ -12,6 +12,7 @@ import numpy as np
 import yaml
 
 from medssl.errors import DataError, MedsslError
+from medssl.rundir.predictions import load_predictions
 from medssl.rundir.results import RESULTS, Result, parse_float, parse_int, read_results
 from medssl.rundir.settings import read_registry
 
@@ -131,7 +132,12 @@ class RunDir:
         return _load_npz(path)
 
     def predictions(self, relative: str) -> dict[str, np.ndarray] | None:
-        return _load_npz(self.root / relative) if relative else None
+        if not relative or not (self.root / relative).is_file():
+            return None
+        try:
+            return load_predictions(self.root / relative)
+        except DataError:
+            return None
 
     def histories(self, dataset: str) -> dict[str, dict[str, np.ndarray]]:
         """encoder id → column → values, from pretrain/*/history.csv."""

@@ -146,7 +146,7 @@ def test_unknown_devices_are_one_line(tissue: Path, capsys, monkeypatch) -> None
 
 
 def test_a_truncated_pixel_cache_is_rebuilt_not_trusted(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path / "cache", n_images=40)
+    config = tiny_config(tmp_path / "cache")
     first = np.array(prepare_data(config).images)
     (cache,) = (tmp_path / "cache").glob("*.npy")
     cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
