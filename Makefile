@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint install chromium
+.PHONY: demo test test-precisions lint install chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ demo: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# The training and reliability tests again with each CPU precision path forced (MEDSSL_PRECISION sets what
+# `precision: auto` means): 32-bit as on CPUs without AMX (AMD EPYC, most laptops), bf16 as on Intel AMX.
+test-precisions: $(STAMP)
+	MEDSSL_PRECISION=32-true $(BIN)/python -m pytest -q tests/train tests/reliability
+	MEDSSL_PRECISION=bf16-mixed $(BIN)/python -m pytest -q tests/train tests/reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check medssl tests benchmarks

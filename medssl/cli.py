@@ -34,11 +34,32 @@ def data_inspect(
     out: Annotated[
         Path | None, typer.Option(help="Where to write the sample grid PNG [default: not written].")
     ] = None,
+    group_pattern: Annotated[
+        str | None,
+        typer.Option(
+            help="Regex on image paths whose first capture group is the patient/slide [default: none]."
+        ),
+    ] = None,
+    group_kind: Annotated[
+        str | None, typer.Option(help="What groups are: patient, slide, study, site [default: the layout's].")
+    ] = None,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds to check the groups against.")] = 5,
 ) -> None:
-    """Detected layout, classes, counts per split, image sizes, patients, problems, and a sample grid."""
-    from medssl.data.inspect import inspect_dataset
+    """Detected layout, classes, counts per split, image sizes, groups, problems, and a sample grid."""
+    from pydantic import ValidationError
 
-    report = inspect_dataset(path, layout=layout, image_size=image_size, grid_path=out)
+    from medssl.data.dataset import DataConfig
+    from medssl.data.inspect import inspect_dataset
+    from medssl.errors import ConfigError
+
+    try:  # the checks of the config keys of the same names
+        DataConfig(group_pattern=group_pattern, group_kind=group_kind)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problem = error.errors()[0]
+        option = str(problem["loc"][0]).replace("_", "-")
+        raise ConfigError(f"--{option}: {problem['msg'].removeprefix('Value error, ')}") from None
+    groups = {"group_pattern": group_pattern, "group_kind": group_kind, "folds": folds}
+    report = inspect_dataset(path, layout=layout, image_size=image_size, grid_path=out, **groups)
     typer.echo(report.to_text())
 
 

@@ -29,3 +29,7 @@ def pixel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(pixel_cache: Path) -> PreparedData:
     return prepare_data(tiny_config(pixel_cache))
+
+
+PRECISIONS = ["32-true", "bf16-mixed"]
+"""Both CPU training paths: 32-bit (CPUs without AMX, e.g. AMD EPYC) and bf16 autocast (Intel AMX)."""

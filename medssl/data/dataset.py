@@ -9,20 +9,31 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from medssl.config import StrictModel
 from medssl.data.cache import Pixels, load_pixels
+from medssl.data.groups import apply_group_pattern, compile_group_pattern, rename_kind
 from medssl.data.sources import load_table
 from medssl.data.sources.synthetic import load_synthetic
-from medssl.data.splits import Split, load_split, make_split, save_split
+from medssl.data.splits import (
+    Split,
+    cross_validation,
+    make_split,
+    read_manifest,
+    resolve_policy,
+    save_split,
+    straddling,
+)
 from medssl.data.types import ImageTable
-from medssl.errors import DataError
+from medssl.errors import ConfigError, DataError
 
 SKIPPED_LIST = "skipped_images.txt"
 """Written in the run folder when ``skip_bad_images`` dropped files: one ``path: reason`` line per file."""
 
 Layout = Literal["auto", "chest_xray", "breakhis400x", "kather2016", "folder", "medmnist", "csv", "synthetic"]
+GroupKind = Literal["patient", "slide", "study", "site", "group"]
+SPLIT_FILE = "split.csv"
 
 
 class SyntheticConfig(StrictModel):
@@ -44,9 +55,32 @@ class DataConfig(StrictModel):
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     split_seed: int = 0
+    split: Literal["auto", "grouped", "random"] = Field(
+        "auto", description="grouped: no group in two parts; random: image by image; auto: grouped if known"
+    )
+    folds: int | None = Field(
+        None,
+        ge=2,
+        le=20,
+        description="K-fold cross-validation (no official test split; test_fraction unused); see prepare_folds",
+    )
+    group_pattern: str | None = Field(
+        None,
+        description="Regex on each image's relative path; its first capture group (or match) is the group",
+    )
+    group_kind: GroupKind | None = Field(
+        None, description="What groups are (patient, slide, study, site); default: from the source"
+    )
     skip_bad_images: bool = False
     cache_dir: str | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_group_pattern(value)
+        return value
 
 
 @dataclass
@@ -60,6 +94,11 @@ class PreparedData:
     skipped: list[str]
     label: str | None = None
     """The dataset's name in a study config (used for run folders); defaults to the source's name."""
+    policy: str = "grouped"
+    """How the split was made: ``grouped`` (no group in two parts) or ``random`` (image by image)."""
+    fold: int | None = None
+    """Under cross-validation, which fold this is (1..``folds``); None for a single split."""
+    folds: int | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -94,11 +133,15 @@ class PreparedData:
 
 
 def read_table(config: DataConfig) -> ImageTable:
-    """The source table named by ``config.path`` (``synthetic`` or a path) and ``config.layout``."""
+    """The source table named by ``config.path`` and ``config.layout``, grouped by ``group_pattern``."""
     if config.path == "synthetic" or config.layout == "synthetic":
         s = config.synthetic
-        return load_synthetic(s.n_images, s.n_classes, s.size, s.seed)
-    return load_table(config.path, config.layout)
+        table = load_synthetic(s.n_images, s.n_classes, s.size, s.seed)
+    else:
+        table = load_table(config.path, config.layout)
+    if config.group_pattern is not None:
+        return apply_group_pattern(table, config.group_pattern, config.group_kind)
+    return rename_kind(table, config.group_kind)
 
 
 def _keep(table: ImageTable, pixels: Pixels) -> ImageTable:
@@ -129,8 +172,7 @@ def _report_skipped(skipped: list[str], run_dir: Path | None) -> None:
     warnings.warn(f"skipped {len(skipped)} unreadable image(s), e.g. {reasons[0]}{where}", stacklevel=3)
 
 
-def prepare_data(config: DataConfig, run_dir: Path | None = None, progress=None) -> PreparedData:
-    """Load, decode (cached) and split a dataset; with ``run_dir`` the split manifest is saved/reused there."""
+def _decoded(config: DataConfig, run_dir: Path | None, progress) -> tuple[ImageTable, Pixels]:
     table = read_table(config)
     _check_classes(table)
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
@@ -139,11 +181,75 @@ def prepare_data(config: DataConfig, run_dir: Path | None = None, progress=None)
     _check_classes(table)
     if pixels.skipped:
         _report_skipped(pixels.skipped, run_dir)
-    manifest = run_dir / "split.csv" if run_dir else None
-    if manifest is not None and manifest.exists():
-        split = load_split(manifest, table)
-    else:
-        split = make_split(table, config.val_fraction, config.test_fraction, config.split_seed)
+    return table, pixels
+
+
+def _new_splits(config: DataConfig, table: ImageTable, policy: str) -> list[Split]:
+    if config.folds:
+        return cross_validation(table, config.folds, config.val_fraction, config.split_seed, policy)
+    return [make_split(table, config.val_fraction, config.test_fraction, config.split_seed, policy)]
+
+
+def _splits(config: DataConfig, table: ImageTable, run_dir: Path | None) -> tuple[list[Split], str]:
+    """The config's split(s), read from ``run_dir/split.csv`` when it exists (else made and saved there)."""
+    policy = resolve_policy(table, config.split)
+    manifest = run_dir / SPLIT_FILE if run_dir else None
+    if manifest is None or not manifest.exists():
+        splits = _new_splits(config, table, policy)
         if manifest is not None:
-            save_split(manifest, table, split)
-    return PreparedData(table, pixels.images, split, pixels.fingerprint, pixels.skipped, config.name)
+            save_split(manifest, table, splits, policy, folds=bool(config.folds))
+        return splits, policy
+    splits, saved_policy, has_folds = read_manifest(manifest, table)
+    if not saved_policy and any(straddling(table, split) for split in splits):
+        saved_policy = "random"  # written before policies were recorded, and it splits groups
+    saved = f"{len(splits)} folds" if has_folds else "one split"
+    asked = f"{config.folds} folds" if config.folds else "one split"
+    if saved != asked or saved_policy not in ("", policy):
+        raise DataError(
+            f"{manifest}: holds {saved} ({saved_policy or 'no policy recorded'}) but the config asks for "
+            f"{asked} ({policy}); use a new output folder, or delete the manifest to re-split"
+        )
+    return splits, policy
+
+
+def prepare_folds(config: DataConfig, run_dir: Path | None = None, progress=None) -> list[PreparedData]:
+    """Every split the config asks for, decoded once: K folds under ``folds: K``, else the one split.
+
+    All folds share one image array and one ``run_dir/split.csv`` (a row per image and fold, with a
+    ``fold`` column 1..K). Fold ``k`` is ``result[k - 1]``; its ``fold`` field says so.
+    """
+    table, pixels = _decoded(config, run_dir, progress)
+    splits, policy = _splits(config, table, run_dir)
+    folds = len(splits) if config.folds else None
+    return [
+        PreparedData(
+            table,
+            pixels.images,
+            split,
+            pixels.fingerprint,
+            pixels.skipped,
+            config.name,
+            policy=policy,
+            fold=k if folds else None,
+            folds=folds,
+        )
+        for k, split in enumerate(splits, start=1)
+    ]
+
+
+def prepare_data(
+    config: DataConfig, run_dir: Path | None = None, progress=None, fold: int | None = None
+) -> PreparedData:
+    """Load, decode (cached) and split a dataset; with ``run_dir`` the split manifest is saved/reused there.
+
+    Under cross-validation (``config.folds``) ``fold`` (1..K) picks the fold; ``prepare_folds`` gives all.
+    """
+    if config.folds and fold is None:
+        raise ConfigError(
+            f"data.folds: {config.folds} asks for cross-validation, which runs fold by fold (the benchmark "
+            "grid); for a single run remove data.folds"
+        )
+    if fold is not None and not 1 <= fold <= (config.folds or 0):
+        raise ConfigError(f"fold {fold} does not exist; data.folds is {config.folds} (folds are 1..K)")
+    prepared = prepare_folds(config, run_dir, progress)
+    return prepared[fold - 1] if fold else prepared[0]

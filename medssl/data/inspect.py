@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from medssl.data.decode import BadImageError, decode_image, pixel_limit, resize
+from medssl.data.groups import apply_group_pattern, class_groups, group_warnings, plural, rename_kind
 from medssl.data.sources import SOURCES, load_table
 from medssl.data.sources._files import lenient
 from medssl.data.sources.synthetic import load_synthetic
@@ -60,8 +61,11 @@ class InspectReport:
     sizes: Counter[tuple[int, int]]
     modes: Counter[str]
     checked: int
-    patients: dict[str, int]
-    with_patient: int
+    groups: dict[str, int]
+    """Distinct groups per official split (``all`` when there is none)."""
+    with_group: int
+    group_kind: str = "group"
+    groups_per_class: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     grid_path: Path | None = None
     seconds: float = 0.0
@@ -78,8 +82,8 @@ class InspectReport:
             f"modality   {self.modality}",
             f"classes    {len(self.classes)}: {', '.join(self.classes)}",
             f"images     {self.n_images:,}",
-            *_count_table(self.classes, self.counts),
-            f"patients   {self._patients_text()}",
+            *_count_table(self.classes, self.counts, self._groups_row()),
+            f"groups     {self._groups_text()}",
             f"sizes      {_sizes_text(self.sizes)}  ({self.checked:,} images checked)",
             f"modes      {', '.join(f'{mode} {n:,}' for mode, n in self.modes.most_common())}",
             f"problems   {len(self.problems) or 'none found'}",
@@ -90,18 +94,34 @@ class InspectReport:
         lines.append(f"time       {self.seconds:.1f} s")
         return "\n".join(lines)
 
-    def _patients_text(self) -> str:
-        if not self.with_patient:
-            return "unknown (no patient ids; every image is its own group when splitting)"
-        parts = ", ".join(f"{split} {n:,}" for split, n in self.patients.items())
-        total = sum(sum(c.values()) for c in self.counts.values())
+    def _groups_text(self) -> str:
+        if not self.with_group:
+            return (
+                "unknown (no patient, slide or other group ids; every image is its own group when "
+                "splitting; set group_pattern to find them in the paths)"
+            )
+        kind = self.group_kind
+        if list(self.groups) == ["all"]:
+            parts = plural(kind, self.groups["all"])
+        else:
+            parts = f"{plural(kind)}: " + ", ".join(f"{split} {n:,}" for split, n in self.groups.items())
         coverage = (
-            "every image has one" if self.with_patient == total else f"{self.with_patient:,} images have one"
+            "every image has one"
+            if self.with_group == self.n_images
+            else f"{self.with_group:,} images have one"
         )
         return f"{parts} ({coverage})"
 
+    def _groups_row(self) -> tuple[str, dict[str, int], int] | None:
+        if not self.with_group:
+            return None
+        return plural(self.group_kind), self.groups_per_class, sum(self.groups.values())
 
-def _count_table(classes: list[str], counts: dict[str, dict[str, int]]) -> list[str]:
+
+def _count_table(
+    classes: list[str], counts: dict[str, dict[str, int]], extra: tuple[str, dict[str, int], int] | None
+) -> list[str]:
+    """Images per split and class; ``extra`` is one more row (groups per class) with its total."""
     width = max(8, *(len(name) + 2 for name in classes))
     header = " " * 13 + "".join(f"{name:>{width}}" for name in classes) + f"{'total':>{width}}"
     rows = [header]
@@ -109,6 +129,10 @@ def _count_table(classes: list[str], counts: dict[str, dict[str, int]]) -> list[
         per_class = counts[split]
         cells = "".join(f"{per_class[name]:>{width},}" for name in classes)
         rows.append(f"  {split:<11}{cells}{sum(per_class.values()):>{width},}")
+    if extra is not None:
+        label, per_class, total = extra
+        cells = "".join(f"{per_class.get(name, 0):>{width},}" for name in classes)
+        rows.append(f"  {label:<11}{cells}{total:>{width},}")
     return rows
 
 
@@ -191,10 +215,10 @@ def _check_arrays(table: ImageTable) -> list[FileCheck]:
 
 
 def _kept_together(table: ImageTable, group: list[int]) -> bool:
-    """Identical images that any split keeps on one side: one patient, or all in the official test set."""
+    """Identical images that a grouped split keeps on one side: one group, or all in the official test set."""
     records = [table.records[i] for i in group]
-    same_patient = records[0].patient is not None and len({r.patient for r in records}) == 1
-    return same_patient or all(r.split == "test" for r in records)
+    same_group = records[0].group is not None and len({r.group for r in records}) == 1
+    return same_group or all(r.split == "test" for r in records)
 
 
 def _duplicate_problems(table: ImageTable, checks: list[FileCheck]) -> list[str]:
@@ -225,7 +249,10 @@ def _duplicate_problems(table: ImageTable, checks: list[FileCheck]) -> list[str]
         )
     for kept, text in (
         (False, "a random split may put copies on both sides"),
-        (True, "each within one patient or the official test set, so splits keep copies together"),
+        (
+            True,
+            f"each within one {table.group_kind} or the official test set, so splits keep copies together",
+        ),
     ):
         chosen = [g for g in rest if _kept_together(table, g) == kept]
         if chosen:
@@ -235,16 +262,18 @@ def _duplicate_problems(table: ImageTable, checks: list[FileCheck]) -> list[str]
     return problems
 
 
-def _patient_problems(table: ImageTable) -> list[str]:
+def _group_problems(table: ImageTable) -> list[str]:
     sides: dict[str, set[str]] = defaultdict(set)
     for record in table.records:
-        if record.patient and record.split:
-            sides[record.patient].add("test" if record.split == "test" else "train")
+        if record.group and record.split:
+            sides[record.group].add("test" if record.split == "test" else "train")
     both = sorted(p for p, s in sides.items() if len(s) > 1)
     if not both:
         return []
     return [
-        f"{len(both)} patients have images in both the official train/val and test folders: {_examples(both)}"
+        f"{plural(table.group_kind, len(both))} {'has' if len(both) == 1 else 'have'} images in both the "
+        f"official train/val and test folders: "
+        f"{_examples(both)}"
     ]
 
 
@@ -268,13 +297,13 @@ def _class_problems(table: ImageTable) -> list[str]:
     return problems
 
 
-def _patients(table: ImageTable) -> tuple[dict[str, int], int]:
+def _groups(table: ImageTable) -> tuple[dict[str, int], int]:
     per_split: dict[str, set[str]] = defaultdict(set)
     for record in table.records:
-        if record.patient:
-            per_split[record.split or "all"].add(record.patient)
+        if record.group:
+            per_split[record.split or "all"].add(record.group)
     ordered = {s: len(per_split[s]) for s in (*SPLITS, "all") if s in per_split}
-    return ordered, sum(1 for r in table.records if r.patient)
+    return ordered, sum(1 for r in table.records if r.group)
 
 
 def _picks(table: ImageTable, per_class: int) -> dict[int, list[int]]:
@@ -321,11 +350,21 @@ def write_grid(table: ImageTable, path: Path, size: int = 64, per_class: int = 8
     return errors
 
 
-def _load(path: str | Path, layout: str) -> ImageTable:
+def _load(
+    path: str | Path, layout: str, group_pattern: str | None, group_kind: str | None
+) -> tuple[ImageTable, list[str]]:
+    """The table, grouped by ``group_pattern`` if given, and the warnings that grouping gave."""
     if str(path) == "synthetic" or layout == "synthetic":
-        return load_synthetic()
-    with lenient():
-        return load_table(path, layout)
+        table = load_synthetic()
+    else:
+        with lenient():
+            table = load_table(path, layout)
+    if group_pattern is None:
+        return rename_kind(table, group_kind), []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = apply_group_pattern(table, group_pattern, group_kind)
+    return table, [str(w.message).removeprefix(f"{table.root}: ") for w in caught]
 
 
 def _name(path: str | Path, table: ImageTable) -> str:
@@ -342,10 +381,17 @@ def inspect_dataset(
     image_size: int = 64,
     grid_path: Path | str | None = None,
     per_class: int = 8,
+    group_pattern: str | None = None,
+    group_kind: str | None = None,
+    folds: int | None = 5,
 ) -> InspectReport:
-    """Inspect a dataset (any ``--data`` value) and write a sample grid (default ``./<name>-samples.png``)."""
+    """Inspect a dataset (any ``--data`` value) and write a sample grid (default ``./<name>-samples.png``).
+
+    ``group_pattern``/``group_kind`` group images as ``DataConfig`` does; ``folds`` is the cross-validation
+    the warnings check (classes in fewer groups than folds).
+    """
     start = time.perf_counter()
-    table = _load(path, layout)
+    table, grouping = _load(path, layout, group_pattern, group_kind)
     if not table.records:
         raise DataError(f"{path}: no images found; check the path and layout")
     checks = _check_files(table) if table.reader is None else _check_arrays(table)
@@ -354,14 +400,16 @@ def inspect_dataset(
     problems = [f"{len(unreadable)} unreadable images: {_examples(unreadable)}"] if unreadable else []
     if table.ignored:
         problems.append(f"{len(table.ignored)} non-image files ignored: {_examples(table.ignored)}")
-    problems += _class_problems(table) + _duplicate_problems(table, checks) + _patient_problems(table)
+    problems += _class_problems(table) + _duplicate_problems(table, checks) + _group_problems(table)
+    official_test = any(r.split == "test" for r in table.records)  # no cross-validation then
+    problems += grouping + group_warnings(table, None if official_test else folds)
     name = _name(path, table)
     grid = Path(grid_path) if grid_path is not None else Path.cwd() / f"{name}-samples.png"
     grid_errors = write_grid(table, grid, image_size, per_class)
     new_errors = [error for i, error in grid_errors.items() if not checks[i].error]
     if new_errors:
         problems.insert(0, f"{len(new_errors)} sample images failed to decode: {_examples(new_errors)}")
-    patients, with_patient = _patients(table)
+    groups, with_group = _groups(table)
     source = SOURCES.get(table.layout)
     return InspectReport(
         name=name,
@@ -375,8 +423,10 @@ def inspect_dataset(
         sizes=Counter(c.size for c in readable if c.size),
         modes=Counter(c.mode for c in readable if c.mode),
         checked=len(checks),
-        patients=patients,
-        with_patient=with_patient,
+        groups=groups,
+        with_group=with_group,
+        group_kind=table.group_kind,
+        groups_per_class={name: len(c) for name, c in class_groups(table).items()},
         problems=problems,
         grid_path=grid,
         seconds=time.perf_counter() - start,

@@ -1,4 +1,4 @@
-"""What a data source adapter returns: a table of images with labels, patients and official splits."""
+"""What a data source adapter returns: a table of images with labels, groups and official splits."""
 
 from __future__ import annotations
 
@@ -13,15 +13,17 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One image: where it is, its class index, its patient (if known) and its official split (if any).
+    """One image: where it is, its class index, its group (if known) and its official split (if any).
 
     ``ref`` is a path relative to the table's root for file sources, or ``"#<index>"`` for in-memory
-    sources (synthetic, MedMNIST) whose pixels come from ``ImageTable.reader``.
+    sources (synthetic, MedMNIST) whose pixels come from ``ImageTable.reader``. ``group`` is the patient,
+    slide, study or site the image comes from (``ImageTable.group_kind`` says which): every split keeps a
+    group on one side.
     """
 
     ref: str
     label: int
-    patient: str | None = None
+    group: str | None = None
     split: str | None = None
 
 
@@ -45,14 +47,20 @@ class ImageTable:
     """Augmentation preset that suits the data: ``xray``, ``histology`` or ``generic``."""
     identity: str = ""
     """Stable text identifying the source when records are not files (e.g. synthetic parameters)."""
+    group_kind: str = "group"
+    """What a record's ``group`` is: ``patient``, ``slide``, ``study``, ``site`` or ``group``."""
 
     @property
     def labels(self) -> np.ndarray:
         return np.array([r.label for r in self.records], dtype=np.int64)
 
     @property
-    def patients(self) -> list[str | None]:
-        return [r.patient for r in self.records]
+    def groups(self) -> list[str | None]:
+        return [r.group for r in self.records]
+
+    @property
+    def has_groups(self) -> bool:
+        return any(r.group for r in self.records)
 
     def path(self, record: ImageRecord) -> Path:
         return self.root / record.ref

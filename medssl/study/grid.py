@@ -46,6 +46,7 @@ from medssl.rundir.settings import (
     settings_key,
 )
 from medssl.study.config import StudyConfig
+from medssl.study.preflight import preflight
 from medssl.train.api import pretrain
 from medssl.train.config import PretrainConfig
 from medssl.train.logs import quiet_lightning_logs
@@ -295,7 +296,8 @@ class StudyRunner:
             )
 
     def run(self) -> Path:
-        self.check()
+        self.check()  # out and the settings of earlier results, before anything is written
+        preflight(self.study, self.out)  # every prerequisite, before anything is written or trained
         _write_config(self.study, self.out, self.command)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
         columns += [TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]

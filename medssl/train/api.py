@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytorch_lightning as pl
@@ -49,10 +51,23 @@ def cpu_has_bf16_matmul() -> bool:
     return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
+PRECISION_ENV = "MEDSSL_PRECISION"
+"""Environment variable naming what ``precision: auto`` resolves to (``32-true`` or ``bf16-mixed``): forces one
+numeric path on any machine, e.g. the 32-bit path of CPUs without AMX on a machine that has it (CI does)."""
+
+
 def _precision(config: PretrainConfig) -> str:
     """``auto``: bf16 autocast on a GPU and on CPUs with native bf16 matrix units, otherwise 32-bit."""
     if config.precision != "auto":
         return config.precision
+    forced = os.environ.get(PRECISION_ENV, "").strip()
+    if forced:
+        allowed = [p for p in get_args(PretrainConfig.model_fields["precision"].annotation) if p != "auto"]
+        if forced not in allowed:
+            raise ConfigError(
+                f"{PRECISION_ENV}={forced} is not a precision; use one of: {', '.join(allowed)}"
+            )
+        return forced
     return "bf16-mixed" if _on_gpu(config) or cpu_has_bf16_matmul() else "32-true"
 
 
@@ -126,18 +141,23 @@ class _ShardBatches(pl.Callback):
         module.batches.rank, module.batches.world = trainer.global_rank, trainer.world_size
 
 
+def checkpoint_callbacks(directory: Path) -> list[ModelCheckpoint]:
+    """``best.ckpt`` kept by the validation kNN monitor, and ``last.ckpt`` written at the end of every epoch.
+
+    Two callbacks, not ``save_last=True``: Lightning refreshes that "last" copy only in steps where its top-k
+    checkpoint is written, i.e. when the monitor improved, so a killed run would resume from the best epoch (or
+    from nothing, with ``knn_every > 1``). The best callback comes first so that ``last.ckpt`` holds its
+    updated state.
+    """
+    common = {"dirpath": directory, "enable_version_counter": False, "save_on_train_epoch_end": True}
+    best = ModelCheckpoint(filename="best", monitor="val_knn_accuracy", mode="max", save_top_k=1, **common)
+    last = ModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, save_top_k=1, **common)
+    return [best, last]
+
+
 def _trainer(
     config: PretrainConfig, out: Path, callbacks: list[pl.Callback], steps_per_epoch: int
 ) -> pl.Trainer:
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints",
-        filename="best",
-        monitor="val_knn_accuracy",
-        mode="max",
-        save_top_k=1,
-        save_last=True,
-        enable_version_counter=False,
-    )
     return pl.Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,
@@ -146,7 +166,7 @@ def _trainer(
         sync_batchnorm=config.devices > 1 and _on_gpu(config),
         precision=_precision(config),
         logger=[CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="logs", version="")],
-        callbacks=[checkpoints, _ShardBatches(), *callbacks],
+        callbacks=[*checkpoint_callbacks(out / "checkpoints"), _ShardBatches(), *callbacks],
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
         enable_progress_bar=config.progress_bar,
@@ -283,6 +303,7 @@ def _export(
         dataset=data.name,
         seed=config.seed,
         epochs=config.epochs,
+        precision=_precision(config),
         knn_accuracy=float(final["knn_accuracy"]) if final else None,
         settings=settings,
         settings_key=settings_key(settings),

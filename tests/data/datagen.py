@@ -10,7 +10,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REAL_CHEST_XRAY = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "chest_xray_pneumonia"
+REPO = Path(__file__).resolve().parents[2]
+REAL_CHEST_XRAY = REPO.parent / "shared" / "data" / "chest_xray_pneumonia"
+KATHER_FOLDER = "Kather_texture_2016_image_tiles_5000"
+REAL_KATHER = next(
+    (
+        folder
+        for folder in (
+            REPO / ".data" / KATHER_FOLDER,  # the checkout's gitignored .data/
+            REPO.parent / ".data" / KATHER_FOLDER,
+            REPO.parent / "main" / ".data" / KATHER_FOLDER,  # a worktree beside the main checkout
+        )
+        if folder.is_dir()
+    ),
+    REPO / ".data" / KATHER_FOLDER,
+)
+"""The real Kather 2016 tiles (read-only, never committed); tests that need them skip when absent."""
 
 
 def pixels(seed: int, size: tuple[int, int] = (32, 32), channels: int = 3) -> np.ndarray:
@@ -125,12 +140,30 @@ KATHER_CLASSES = (
 )
 
 
-def make_kather(parent: Path, per_class: int = 2) -> Path:
-    """Kather_texture_2016_image_tiles_5000/<8 classes>/*.tif, 150x150 RGB TIFF; returns the parent."""
-    folder = parent / "Kather_texture_2016_image_tiles_5000"
+KATHER_SLIDES = {
+    **{name: list(range(1, 11)) for name in KATHER_CLASSES[:5]},
+    "06_MUCOSA": [1, 2, 3, 5, 6, 7, 8, 9],  # as in the real set: no mucosa from slides 04 and 10
+    "07_ADIPOSE": [3, 4, 5, 6, 7, 10],  # six slides only
+    "08_EMPTY": [6] * 9 + [10],  # 90 % from slide 06 (the real set: 590 of 625)
+}
+"""Slides (``CRC-Prim-HE-NN``) that a class's tiles come from in turn, confounded as in the real set."""
+
+
+def kather_name(seed: int, slide: int, k: int) -> str:
+    """A real Kather 2016 tile name: ``10009_CRC-Prim-HE-03_009.tif_Row_301_Col_151.tif``."""
+    row, column = 1 + 150 * (k % 7), 1 + 150 * (k % 5)
+    return f"{0x10000 + seed:05X}_CRC-Prim-HE-{slide:02d}_{k % 12 + 1:03d}.tif_Row_{row}_Col_{column}.tif"
+
+
+def make_kather(parent: Path, per_class: int = 2, size: int = 150) -> Path:
+    """Kather_texture_2016_image_tiles_5000/<8 classes>/*.tif, RGB TIFF tiles named by their slide as in the
+    real set (tile ``k`` of a class from ``KATHER_SLIDES[class][k % n]``); returns the parent."""
+    folder = parent / KATHER_FOLDER
     for c, name in enumerate(KATHER_CLASSES):
+        slides = KATHER_SLIDES[name]
         for k in range(per_class):
-            write_image(folder / name / f"{k + 1:04X}_CRC-Prim-HE-0{c}_t.tif", 300 + c * 10 + k, (150, 150))
+            seed = 300 + c * 1000 + k
+            write_image(folder / name / kather_name(seed, slides[k % len(slides)], k), seed, (size, size))
     return parent
 
 

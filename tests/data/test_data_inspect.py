@@ -37,8 +37,8 @@ def test_inspect_reports_counts_and_problems(flawed_chest: Path, tmp_path: Path)
         "train": {"NORMAL": 21, "PNEUMONIA": 21},
         "test": {"NORMAL": 7, "PNEUMONIA": 7},
     }
-    assert report.patients == {"train": 22, "test": 8}  # IM-0777 and person900 are new train patients
-    assert report.with_patient == report.n_images == 56
+    assert report.groups == {"train": 22, "test": 8}  # IM-0777 and person900 are new train patients
+    assert report.with_group == report.n_images == 56
     assert report.sizes == {(32, 32): 54} and report.modes == {"RGB": 54}
     text = report.to_text()
     problems = "\n".join(report.problems)
@@ -50,7 +50,7 @@ def test_inspect_reports_counts_and_problems(flawed_chest: Path, tmp_path: Path)
         "1 test images are identical to train/val images: "
         "test/NORMAL/IM-0999-0001.jpeg = train/NORMAL/IM-0001-0001.jpeg" in problems
     )
-    assert "1 patients have images in both the official train/val and test folders: person2" in problems
+    assert "1 patient has images in both the official train/val and test folders: person2" in problems
     assert "chest_xray (detected)" in text and "train 22, test 8 (every image has one)" in text
     assert str(grid) in text
 
@@ -88,7 +88,7 @@ def test_inspect_medmnist_hashes_pixels(tmp_path: Path) -> None:
     assert report.sizes == {(28, 28): 18} and report.modes == {"L": 18}
     assert "1 test images are identical to train/val images: #15 = #3" in report.problems
     assert "1 sets of identical images have different labels: #1 = #10" in report.problems
-    assert report.with_patient == 0 and "unknown (no patient ids" in report.to_text()
+    assert report.with_group == 0 and "unknown (no patient, slide or other group ids" in report.to_text()
 
 
 def test_inspect_cli_default_grid_path(
@@ -106,7 +106,7 @@ def test_inspect_cli_default_grid_path(
 def test_inspect_synthetic(tmp_path: Path) -> None:
     report = inspect_dataset("synthetic", grid_path=tmp_path / "s.png")
     assert report.layout == "synthetic" and report.n_images == 600 and len(report.classes) == 4
-    assert report.patients == {"all": 120} and not report.problems
+    assert report.groups == {"all": 120} and not report.problems
 
 
 def test_inspect_header_check_finds_bad_files_without_decoding(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from datagen import make_chest_xray, make_folder, make_npz, write_image
 
 import medssl.data.cache
 from medssl.data.dataset import prepare_data
-from medssl.data.splits import patients_overlap
+from medssl.data.splits import groups_overlap
 from medssl.data.types import ImageTable
 
 
@@ -22,7 +22,7 @@ def test_split_keeps_official_test_and_groups_patients(tmp_path: Path, cache_con
     root = make_chest_xray(tmp_path / "chest", train_patients=12, test_patients=3)
     data = prepare_data(cache_config(root, image_size=16, val_fraction=0.25))
     np.testing.assert_array_equal(data.split["test"], _official(data.table, "test"))
-    assert not patients_overlap(data.table, data.split)
+    assert not groups_overlap(data.table, data.split)
     parts = np.concatenate([data.split[p] for p in ("train", "val", "test")])
     assert sorted(parts.tolist()) == list(range(len(data.table.records)))
     assert set(data.labels[data.split["val"]]) == {0, 1}

@@ -22,10 +22,10 @@ def test_real_chest_xray_table() -> None:
     counts = table.counts()
     assert sum(counts["train"].values()) == 5216 and sum(counts["test"].values()) == 624
     assert set(counts) == {"train", "test"}
-    assert all(r.patient for r in table.records), [r.ref for r in table.records if not r.patient][:5]
+    assert all(r.group for r in table.records), [r.ref for r in table.records if not r.group][:5]
     assert all(name.endswith(".DS_Store") for name in table.ignored)
-    train = {r.patient for r in table.records if r.split == "train"}
-    test = {r.patient for r in table.records if r.split == "test"}
+    train = {r.group for r in table.records if r.split == "train"}
+    test = {r.group for r in table.records if r.split == "test"}
     print(f"patients: train {len(train)}, test {len(test)}, in both {len(train & test)}")
 
 

@@ -77,11 +77,11 @@ def test_chest_xray(tmp_path: Path) -> None:
         "val": {"NORMAL": 1, "PNEUMONIA": 1},
         "test": {"NORMAL": 6, "PNEUMONIA": 6},
     }
-    assert all(r.patient for r in table.records)
+    assert all(r.group for r in table.records)
     by_ref = {r.ref: r for r in table.records}
-    assert by_ref["train/PNEUMONIA/person3_virus_11.jpeg"].patient == "person3"
-    assert by_ref["train/NORMAL/NORMAL2-IM-0002-0001.jpeg"].patient == "NORMAL2-IM-0002"
-    assert by_ref["test/NORMAL/IM-0501-0002.jpeg"].patient == "IM-0501"
+    assert by_ref["train/PNEUMONIA/person3_virus_11.jpeg"].group == "person3"
+    assert by_ref["train/NORMAL/NORMAL2-IM-0002-0001.jpeg"].group == "NORMAL2-IM-0002"
+    assert by_ref["test/NORMAL/IM-0501-0002.jpeg"].group == "IM-0501"
     assert by_ref["train/NORMAL/IM-0001-0001.jpeg"].label == 0
     assert all(table.path(r).is_file() for r in table.records)
     assert sorted(table.ignored) == [".DS_Store", "test/.DS_Store", "train/.DS_Store"]
@@ -101,7 +101,7 @@ def test_breakhis_kaggle_layout(tmp_path: Path) -> None:
     assert (table.layout, table.modality) == ("breakhis400x", "histology")
     assert table.classes == ["benign", "malignant"]
     assert table.counts() == {"train": {"benign": 1, "malignant": 1}, "test": {"benign": 1, "malignant": 1}}
-    patients = {r.ref: r.patient for r in table.records}
+    patients = {r.ref: r.group for r in table.records}
     assert patients["train/benign/SOB_B_A-14-22549AB-400-001.png"] == "14-22549AB"
     assert patients["test/malignant/SOB_M_LC-15-190EF-400-001.png"] == "15-190EF"
     from PIL import Image
@@ -118,7 +118,7 @@ def test_breakhis_original_archive_uses_only_400x(tmp_path: Path) -> None:
     assert table.root.name == "breast"
     assert table.counts() == {"all": {"benign": 4, "malignant": 4}}
     assert all("/400X/" in r.ref for r in table.records)
-    assert {r.patient for r in table.records} == {"14-22549AB", "14-9133", "14-11031", "15-190EF"}
+    assert {r.group for r in table.records} == {"14-22549AB", "14-9133", "14-11031", "15-190EF"}
     assert sum(name.endswith("Thumbs.db") for name in table.ignored) == 4
     assert not any("/40X/" in name for name in table.ignored)
 
@@ -131,7 +131,13 @@ def test_kather(tmp_path: Path, give_parent: bool) -> None:
     assert (table.layout, table.modality, table.root) == ("kather2016", "histology", folder)
     assert table.classes == list(KATHER_CLASSES)
     assert table.counts() == {"all": dict.fromkeys(KATHER_CLASSES, 2)}
-    assert all(r.patient is None and r.split is None for r in table.records)
+    assert all(r.split is None for r in table.records) and table.group_kind == "slide"
+    by_class = {
+        name: sorted({r.group for r in table.records if table.classes[r.label] == name})
+        for name in KATHER_CLASSES
+    }
+    assert by_class["01_TUMOR"] == ["CRC-Prim-HE-01", "CRC-Prim-HE-02"]
+    assert by_class["08_EMPTY"] == ["CRC-Prim-HE-06"]
     assert table.records[0].ref.endswith(".tif")
 
 
@@ -230,7 +236,7 @@ def test_csv_manifest(tmp_path: Path) -> None:
     )
     table = load_table(tmp_path / "m.csv")
     assert (table.layout, table.root, table.classes) == ("csv", tmp_path, ["healthy", "sick"])
-    assert [(r.label, r.patient, r.split) for r in table.records] == [
+    assert [(r.label, r.group, r.split) for r in table.records] == [
         (1, "p1", "train"), (0, "p1", "train"), (1, None, None), (0, "p2", "test")
     ]  # fmt: skip
     assert all(table.path(r).is_file() for r in table.records)
@@ -292,5 +298,5 @@ def test_forced_layout_on_wrong_folder(tmp_path: Path) -> None:
         with pytest.raises(DataError, match=r"plain: not the .*layout|plain: not a BreaKHis layout"):
             load_table(root, layout=layout)
     table = load_table(make_chest_xray(tmp_path / "chest"), layout="folder")
-    assert (table.layout, table.patients[0]) == ("folder", None)
+    assert (table.layout, table.groups[0]) == ("folder", None)
     assert os.fspath(table.root).endswith("chest")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medssl.data.decode import is_ignorable, is_image_file
+from medssl.data.groups import GroupParser
 from medssl.data.types import SPLITS, ImageRecord, ImageTable, class_index
 from medssl.errors import DataError
 
@@ -23,8 +24,6 @@ SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "va
 """Official split folder names (lower case) and the split they stand for."""
 
 _LENIENT: ContextVar[bool] = ContextVar("medssl_data_lenient", default=False)
-
-PatientOf = Callable[[Path], str | None]
 
 
 @contextmanager
@@ -215,11 +214,14 @@ def folder_table(
     root: Path,
     layout: str,
     folders: dict[str | None, dict[str, Path]],
-    patient_of: PatientOf | None = None,
+    groups: GroupParser | None = None,
     modality: str = "generic",
     keep: Callable[[Path], bool] = lambda _: True,
 ) -> ImageTable:
-    """A table from class folders: ref = path relative to ``root``, label = class folder name."""
+    """A table from class folders: ref = path relative to ``root``, label = class folder name.
+
+    ``groups`` finds each image's group (patient, slide...) from its relative path.
+    """
     names = sorted({name for per_class in folders.values() for name in per_class})
     if not names:
         raise DataError(
@@ -235,14 +237,17 @@ def folder_table(
             found[folder] = len(scan.images)
             ignored += scan.ignored
             for image in scan.images:
-                patient = patient_of(image) if patient_of else None
-                records.append(ImageRecord(image.relative_to(root).as_posix(), index[name], patient, split))
+                ref = image.relative_to(root).as_posix()
+                records.append(ImageRecord(ref, index[name], groups.parse(ref) if groups else None, split))
     ignored += _unused(root, folders)
     if not records:
         raise DataError(f"{root}: no image files found in the class folders; check the path and layout")
     if not is_lenient():
         _check_classes(root, folders, found)
-    return ImageTable(layout, root, names, records, ignored=relative(ignored, root), modality=modality)
+    kind = groups.kind if groups else "group"
+    return ImageTable(
+        layout, root, names, records, ignored=relative(ignored, root), modality=modality, group_kind=kind
+    )
 
 
 def first_match(folder: Path, pattern: re.Pattern[str], limit: int = 64) -> bool:

@@ -10,8 +10,9 @@ The patient (slide) id comes from the file name: ``SOB_B_A-14-22549AB-400-001.pn
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePath
 
+from medssl.data.groups import name_parser
 from medssl.data.sources import Source, register
 from medssl.data.sources._files import (
     child,
@@ -34,7 +35,7 @@ NAME = re.compile(r"^SOB_[BM]_[A-Z]+-(\d+-[0-9A-Za-z]+)-\d+-\d+", re.IGNORECASE)
 MAGNIFICATION = "400X"
 
 
-def patient_of(path: Path) -> str | None:
+def patient_of(path: PurePath) -> str | None:
     """Slide/patient id from a BreaKHis file name, else from an original-layout patient folder."""
     match = NAME.match(path.name)
     if match:
@@ -43,6 +44,9 @@ def patient_of(path: Path) -> str | None:
         folder = re.match(r"^SOB_[BM]_[A-Z]+_(.+)$", path.parent.parent.name, re.IGNORECASE)
         return folder.group(1) if folder else path.parent.parent.name
     return None
+
+
+GROUPS = name_parser(patient_of, "patient")
 
 
 def _kaggle_root(path: Path) -> Path | None:
@@ -86,11 +90,11 @@ def load(path: Path) -> ImageTable:
     if (root := _kaggle_root(path)) is None and has_split_layout(path):
         root = path  # forced --layout on Kaggle-like folders whose files were renamed
     if root is not None:
-        return folder_table(root, "breakhis400x", class_folders(root), patient_of, modality="histology")
+        return folder_table(root, "breakhis400x", class_folders(root), GROUPS, modality="histology")
     if (root := _archive_root(path)) is None:
         raise DataError(f"{path}: not a BreaKHis layout ({DESCRIPTION}); try --layout auto or folder")
     folders = {None: {name: f for name in CLASSES if (f := child(root, name)) is not None}}
-    return folder_table(root, "breakhis400x", folders, patient_of, modality="histology", keep=_at_400x)
+    return folder_table(root, "breakhis400x", folders, GROUPS, modality="histology", keep=_at_400x)
 
 
 register(Source(name="breakhis400x", detect=detect, load=load, description=DESCRIPTION))

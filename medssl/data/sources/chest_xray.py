@@ -8,8 +8,9 @@ Kaggle's download nests the folders in ``chest_xray/``; either folder may be giv
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePath
 
+from medssl.data.groups import name_parser
 from medssl.data.sources import Source, register
 from medssl.data.sources._files import (
     child,
@@ -27,10 +28,13 @@ CLASSES = ("NORMAL", "PNEUMONIA")
 PATIENT = re.compile(r"^(person\d+)_|^((?:NORMAL\d*-)?IM-\d+)-", re.IGNORECASE)
 
 
-def patient_of(path: Path) -> str | None:
+def patient_of(path: PurePath) -> str | None:
     """Patient id encoded in a Kermany file name, or ``None`` for names that do not follow the scheme."""
     match = PATIENT.match(path.name)
     return (match.group(1) or match.group(2)) if match else None
+
+
+GROUPS = name_parser(patient_of, "patient")
 
 
 def _root(path: Path) -> Path | None:
@@ -52,7 +56,7 @@ def load(path: Path) -> ImageTable:
     root = _root(path)
     if root is None:
         raise DataError(f"{path}: not the chest_xray layout ({DESCRIPTION}); try --layout auto or folder")
-    return folder_table(root, "chest_xray", class_folders(root), patient_of, modality="xray")
+    return folder_table(root, "chest_xray", class_folders(root), GROUPS, modality="xray")
 
 
 register(Source(name="chest_xray", detect=detect, load=load, description=DESCRIPTION))

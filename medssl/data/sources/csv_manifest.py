@@ -1,6 +1,8 @@
-"""A CSV manifest: a header row naming ``path,label`` and optionally ``patient`` and ``split`` columns.
+"""A CSV manifest: a header row naming ``path,label`` and optionally ``group`` (or ``patient``) and ``split``.
 
-Paths are relative to the CSV's folder (absolute paths work too); ``split`` is ``train``, ``val`` or
+The ``group`` column holds the patient, slide, study or site of each image (a ``patient`` column is read the
+same way, as patients); every split keeps a group on one side. Paths are relative to the CSV's folder
+(absolute paths work too); ``split`` is ``train``, ``val`` or
 ``test`` (or empty for "split it for me"). Errors name the CSV line.
 """
 
@@ -15,7 +17,9 @@ from medssl.data.types import ImageRecord, ImageTable
 from medssl.errors import DataError
 
 REQUIRED = ("path", "label")
-OPTIONAL = ("patient", "split")
+OPTIONAL = ("group", "split")
+GROUP_COLUMNS = ("group", "patient")
+HEADER = "path,label[,group|patient][,split]"
 
 
 def detect(path: Path) -> bool:
@@ -43,9 +47,14 @@ def _header(reader: csv.DictReader, path: Path) -> dict[str, str]:
     missing = [name for name in REQUIRED if name not in names]
     if missing:
         raise DataError(
-            f"{path}: line 1 must be a header naming the columns path,label[,patient][,split]; "
+            f"{path}: line 1 must be a header naming the columns {HEADER}; "
             f"found {reader.fieldnames or 'nothing'} (missing {', '.join(missing)})"
         )
+    given = [name for name in GROUP_COLUMNS if name in names]
+    if len(given) > 1:
+        raise DataError(f"{path}: both a group and a patient column; keep one (they mean the same)")
+    if given:
+        names["group"] = names[given[0]]
     return names
 
 
@@ -55,7 +64,7 @@ def _record(
     def cell(name: str) -> str:
         return (row.get(columns[name]) or "").strip() if name in columns else ""
 
-    ref, label, patient, split = (cell(name) for name in (*REQUIRED, *OPTIONAL))
+    ref, label, group, split = (cell(name) for name in (*REQUIRED, *OPTIONAL))
     if not ref:
         raise DataError(f"{where}: empty path; every row needs an image path")
     if not label:
@@ -64,7 +73,7 @@ def _record(
         raise DataError(f"{where}: unknown split '{split}'; use train, val, test or leave it empty")
     if not (root / ref).exists():
         raise DataError(f"{where}: {root / ref} does not exist; paths are relative to the CSV's folder")
-    return ref, label, patient, SPLIT_NAMES[split.lower()] if split else ""
+    return ref, label, group, SPLIT_NAMES[split.lower()] if split else ""
 
 
 def load(path: Path) -> ImageTable:
@@ -80,6 +89,7 @@ def load(path: Path) -> ImageTable:
             dialect = _dialect(sample)
             reader = csv.DictReader(handle, dialect=dialect)
             columns = _header(reader, path)
+            kind = "patient" if "patient" in columns else "group"  # what the ids are called in messages
             for row in reader:
                 where = f"{path}, line {reader.line_num}"
                 if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
@@ -100,9 +110,9 @@ def load(path: Path) -> ImageTable:
     classes = _class_names({label for _, label, _, _ in rows})
     index = {name: i for i, name in enumerate(classes)}
     records = [
-        ImageRecord(ref, index[label], patient or None, split or None) for ref, label, patient, split in rows
+        ImageRecord(ref, index[label], group or None, split or None) for ref, label, group, split in rows
     ]
-    return ImageTable("csv", root, classes, records, ignored=[])
+    return ImageTable("csv", root, classes, records, ignored=[], group_kind=kind)
 
 
 register(
@@ -110,6 +120,6 @@ register(
         name="csv",
         detect=detect,
         load=load,
-        description="CSV manifest with columns path,label[,patient][,split]",
+        description=f"CSV manifest with columns {HEADER}",
     )
 )

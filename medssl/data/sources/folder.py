@@ -1,6 +1,7 @@
 """Any folder of class folders: ``<class>/<images>`` or ``{train,test[,val]}/<class>/<images>``.
 
-The catch-all layout, tried last. Sub-folders of a class folder are searched too; there are no patients.
+The catch-all layout, tried last. Sub-folders of a class folder are searched too. There are no groups
+(patients, slides...) unless ``group_pattern`` finds them in the paths.
 """
 
 from __future__ import annotations

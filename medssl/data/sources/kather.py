@@ -1,13 +1,16 @@
 """Kather et al. 2016 colorectal histology textures: eight class folders of 150x150 RGB TIFF tiles.
 
 ``Kather_texture_2016_image_tiles_5000/{01_TUMOR,…,08_EMPTY}/*.tif``; the path may be that folder or its
-parent. There is no official split and no patient id.
+parent. There is no official split. Tiles were cut from 10 whole-slide images, and each file name names
+its slide (``10009_CRC-Prim-HE-03_009.tif_Row_301_Col_151.tif`` → ``CRC-Prim-HE-03``): the group.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from medssl.data.groups import regex_parser
 from medssl.data.sources import Source, register
 from medssl.data.sources._files import child, folder_table, require_dir, subfolders
 from medssl.data.types import ImageTable
@@ -24,6 +27,7 @@ CLASSES = (
     "07_ADIPOSE",
     "08_EMPTY",
 )
+GROUPS = regex_parser(re.compile(r"CRC-Prim-HE-\d+", re.IGNORECASE), "slide")
 DESCRIPTION = f"Kather 2016 colorectal textures: {FOLDER}/{{01_TUMOR,…,08_EMPTY}}/*.tif"
 
 
@@ -49,7 +53,7 @@ def load(path: Path) -> ImageTable:
             )
         root = path  # forced --layout with some class folders removed
     folders = {None: {f.name: f for f in subfolders(root) if f.name.upper() in CLASSES}}
-    return folder_table(root, "kather2016", folders, modality="histology")
+    return folder_table(root, "kather2016", folders, GROUPS, modality="histology")
 
 
 register(Source(name="kather2016", detect=detect, load=load, description=DESCRIPTION))

@@ -66,9 +66,7 @@ def load_synthetic(n_images: int = 600, n_classes: int = 4, size: int = 64, seed
         raise ValueError(f"synthetic n_classes must be between 2 and {len(CLASS_NAMES)}")
     per_patient_class = np.arange(n_images) // IMAGES_PER_PATIENT % n_classes
     records = [
-        ImageRecord(
-            ref=f"#{i}", label=int(per_patient_class[i]), patient=f"synth{i // IMAGES_PER_PATIENT:05d}"
-        )
+        ImageRecord(ref=f"#{i}", label=int(per_patient_class[i]), group=f"synth{i // IMAGES_PER_PATIENT:05d}")
         for i in range(n_images)
     ]
     return ImageTable(
@@ -79,4 +77,5 @@ def load_synthetic(n_images: int = 600, n_classes: int = 4, size: int = 64, seed
         reader=partial(_read, size=size, seed=seed),
         modality="histology",
         identity=f"synthetic-v1:n={n_images}:c={n_classes}:s={size}:seed={seed}",
+        group_kind="patient",
     )

@@ -1,0 +1,126 @@
+"""Checks run before a study's first cell, so that a missing prerequisite costs seconds, not hours.
+
+Every check returns the problems it found as one-line messages that say how to fix each; ``preflight``
+collects all of them and stops with a single error listing everything, before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from medssl.errors import MedsslError
+from medssl.models.backbones import build_backbone
+from medssl.study.config import StudyConfig
+
+CHECKPOINTS_PER_RUN = 2
+"""``last.ckpt`` and ``best.ckpt`` of every pre-training run, each holding weights and optimiser state."""
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
+class PreflightError(MedsslError):
+    """A study cannot start; the message lists every missing prerequisite."""
+
+
+def imagenet_backbones(study: StudyConfig) -> list[str]:
+    """Backbones whose ImageNet weights the study needs: baselines, fine-tuned specs and ImageNet inits."""
+    specs = [*study.baselines, *study.evaluation.finetune]
+    names = [spec.partition(":")[2] for spec in specs if spec.startswith("imagenet:")]
+    if "imagenet" in study.inits and study.methods:
+        names += study.backbones
+    return list(dict.fromkeys(names))
+
+
+@contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def weight_problems(study: StudyConfig) -> list[str]:
+    """Loads each needed ImageNet backbone the way training will (cache, then download) and reports failures."""
+    problems = []
+    for name in imagenet_backbones(study):
+        try:
+            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+                build_backbone(name, "imagenet")
+        except MedsslError as error:
+            problems.append(f"imagenet:{name}: {error}")
+    return problems
+
+
+def data_problems(study: StudyConfig) -> list[str]:
+    """Each dataset's path exists and its layout is recognised (file lists only; no pixel is decoded)."""
+    from medssl.data.dataset import read_table
+
+    problems = []
+    for name, config in study.datasets.items():
+        try:
+            read_table(config)
+        except MedsslError as error:
+            problems.append(f"dataset '{name}': {error}")
+    return problems
+
+
+def device_problems(study: StudyConfig) -> list[str]:
+    """The requested accelerator exists and has as many devices as asked for."""
+    settings = study.pretrain
+    gpus = torch.cuda.device_count()
+    if settings.accelerator == "gpu" and gpus == 0:
+        return ["pretrain.accelerator is 'gpu' but no GPU is visible; set pretrain.accelerator=cpu (or auto)"]
+    if settings.devices > 1 and settings.accelerator != "cpu" and 0 < gpus < settings.devices:
+        return [f"pretrain.devices={settings.devices} but only {gpus} GPU(s) are visible; set devices={gpus}"]
+    return []
+
+
+def _parameter_bytes(backbone: str) -> int:
+    with torch.device("meta"):
+        model = build_backbone(backbone, "random")
+    return sum(p.numel() * 4 for p in model.parameters())
+
+
+def estimated_checkpoint_bytes(study: StudyConfig) -> int:
+    """Rough disk need of the SSL runs: per run, two checkpoints (weights + momentum) and the encoder."""
+    runs_per_backbone = len(study.datasets) * len(study.methods) * len(study.inits) * study.pretrain_seeds
+    per_run = {name: (2 * CHECKPOINTS_PER_RUN + 1) * _parameter_bytes(name) for name in study.backbones}
+    return sum(runs_per_backbone * size for size in per_run.values())
+
+
+def output_problems(study: StudyConfig, out: Path) -> list[str]:
+    """``out`` is (or can be made) a writable folder with room for the checkpoints."""
+    if out.exists() and not out.is_dir():
+        return [f"--out {out} is a file; choose a folder"]
+    existing = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK):
+        return [f"--out {out}: {existing} is not writable; choose a folder you can write to"]
+    need, free = estimated_checkpoint_bytes(study), shutil.disk_usage(existing).free
+    if need > free:
+        return [
+            f"--out {out}: about {need / 1e9:.1f} GB of checkpoints are needed but {free / 1e9:.1f} GB are free "
+            f"on {existing}; free disk space or choose another --out"
+        ]
+    return []
+
+
+def preflight(study: StudyConfig, out: str | Path) -> None:
+    """Raises one ``PreflightError`` listing every missing prerequisite of ``study``; writes nothing."""
+    out = Path(out)
+    problems = [
+        *data_problems(study),
+        *weight_problems(study),
+        *device_problems(study),
+        *output_problems(study, out),
+    ]
+    if problems:
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        raise PreflightError(f"the study cannot start; nothing was run. Fix these first:\n{listing}")

@@ -1,0 +1,99 @@
+"""Checkpoints never go stale: ``last.ckpt`` holds the latest epoch whatever the kNN monitor does.
+
+Lightning's ``ModelCheckpoint(save_last=True)`` refreshes ``last.ckpt`` only when its top-k checkpoint is written
+in the same step, i.e. when the monitored metric improved. These tests make the monitor get worse (or not run)
+on purpose, so they fail on that behaviour on every CPU and in both precisions.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from medssl.train.api import pretrain
+from medssl.train.config import PretrainConfig
+from medssl.train.module import PretrainModule
+
+from ..conftest import PRECISIONS, tiny_config
+
+
+def config(cache: Path, precision: str, **overrides) -> PretrainConfig:
+    base = {"epochs": 3, "batch_size": 32, "progress_bar": False, "knn_k": 20, "max_steps_per_epoch": 2}
+    return PretrainConfig(**{**base, **overrides}, precision=precision, data=tiny_config(cache))
+
+
+@pytest.fixture
+def worsening_monitor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation kNN accuracy that falls every epoch: 1.0, 0.5, 0.33, ..."""
+
+    def knn_accuracies(self: PretrainModule, bank, query) -> dict[str, float]:
+        score = 1.0 / (self.current_epoch + 1)
+        return {"knn_accuracy": score, "knn_balanced_accuracy": score}
+
+    monkeypatch.setattr(PretrainModule, "knn_accuracies", knn_accuracies)
+
+
+class StopAfterEpoch(pl.Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+
+class RecordEpochs(pl.Callback):
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.epochs.append(trainer.current_epoch)
+
+
+def saved_epoch(run: Path, name: str) -> int:
+    return int(torch.load(run / "checkpoints" / name, weights_only=True)["epoch"])
+
+
+def history_epochs(run: Path) -> list[int]:
+    with (run / "history.csv").open() as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_last_checkpoint_is_the_latest_epoch_when_the_monitor_gets_worse(
+    tmp_path: Path, pixel_cache: Path, tiny_data, worsening_monitor, precision: str
+) -> None:
+    run = pretrain(config(pixel_cache, precision), tmp_path / "run", data=tiny_data)
+    assert saved_epoch(run, "last.ckpt") == 2
+    assert saved_epoch(run, "best.ckpt") == 0
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_last_checkpoint_exists_after_every_epoch_when_the_monitor_does_not_run(
+    tmp_path: Path, pixel_cache: Path, tiny_data, precision: str
+) -> None:
+    cfg = config(pixel_cache, precision, knn_every=3)
+    run = pretrain(cfg, tmp_path / "run", data=tiny_data, callbacks=[StopAfterEpoch(1)])
+    assert saved_epoch(run, "last.ckpt") == 1
+    assert not (run / "checkpoints" / "best.ckpt").exists()
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_a_stopped_run_resumes_from_its_latest_epoch_and_ends_equal(
+    tmp_path: Path, pixel_cache: Path, tiny_data, worsening_monitor, precision: str
+) -> None:
+    cfg = config(pixel_cache, precision)
+    whole = pretrain(cfg, tmp_path / "whole", data=tiny_data)
+    part = pretrain(cfg, tmp_path / "part", data=tiny_data, callbacks=[StopAfterEpoch(1)])
+    assert history_epochs(part) == [0, 1]
+    trained = RecordEpochs()
+    resumed = pretrain(cfg, part, data=tiny_data, resume=True, callbacks=[trained])
+    assert trained.epochs == [2], "the resumed run redid epochs that had finished"
+    assert history_epochs(resumed) == [0, 1, 2]
+    a = torch.load(whole / "encoder.pt", weights_only=True)
+    b = torch.load(resumed / "encoder.pt", weights_only=True)
+    assert all(torch.equal(a[key], b[key]) for key in a)
