@@ -64,12 +64,12 @@ def _hold_out(
     labels: np.ndarray, units: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Positions (kept, held out ≈ fraction), stratified by label, never splitting a unit; None if too few."""
+    n_splits = max(2, round(1.0 / fraction))
     counts = np.bincount(labels)
-    smallest = int(counts[counts > 0].min()) if len(labels) else 0
-    # A small class gets fewer folds (a larger share held out) rather than no split: see MIN_CLASS_IMAGES.
-    n_splits = min(max(2, round(1.0 / fraction)), smallest)
-    if n_splits < 2 or len(np.unique(units)) < n_splits:
-        return None  # too few units, or a class of one image
+    if len(np.unique(units)) == len(labels) and len(labels):  # image by image: a small class gets fewer
+        n_splits = min(n_splits, int(counts[counts > 0].min()))  # folds, not no split (MIN_CLASS_IMAGES)
+    if n_splits < 2 or len(np.unique(units)) < n_splits or counts.max() < n_splits:
+        return None  # too few units, or every class smaller than the number of parts (sklearn refuses)
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     kept, held = next(folds.split(np.zeros(len(labels)), labels, units))
     return kept, held

@@ -37,6 +37,7 @@ from medssl.rundir.predictions import load_predictions, predictions_name, save_p
 from medssl.rundir.results import RESULTS, append_results, cell_id, read_results, rewrite_results
 from medssl.rundir.settings import (
     cell_settings,
+    changed_common,
     changed_settings,
     evaluation_settings,
     read_registry,
@@ -319,6 +320,15 @@ class PlannedCell:
     replaces: bool
 
 
+def _same_settings(key: str, settings: dict[str, Any], registry: dict[str, dict[str, Any]]) -> bool:
+    """Whether a row with ``key`` was made with ``settings``: same key, a row from before keys existed, or
+    recorded settings that differ only by keys a newer medssl added."""
+    if key in ("", settings_key(settings)):
+        return True
+    recorded = registry.get(key)
+    return recorded is not None and not changed_common(recorded, settings)
+
+
 def plan_cells(
     cells: Iterable[tuple[str, float, int]],
     identity: tuple[str, str],
@@ -332,18 +342,19 @@ def plan_cells(
     written before settings keys existed count as finished.
     """
     done = {result.cell: result for result in read_results(out_dir / RESULTS)}
+    registry = read_registry(out_dir)
     plan, stale = [], []
     for protocol, fraction, seed in cells:
         settings = settings_of(protocol)
         old = done.get((*identity, protocol, float(fraction), int(seed)))
         if old is not None and not replace:
-            if old.settings_key in ("", settings_key(settings)):
+            if _same_settings(old.settings_key, settings, registry):
                 continue
             stale.append((old, settings))
         plan.append(PlannedCell(protocol, fraction, seed, settings, old is not None))
     if stale:
         old, settings = stale[0]
-        recorded = read_registry(out_dir).get(old.settings_key)
+        recorded = registry.get(old.settings_key)
         changes = changed_settings(recorded, settings) if recorded else [f"settings key {old.settings_key}"]
         more = f" (and {len(stale) - 1} more cells)" if len(stale) > 1 else ""
         cell = f"{old.dataset}/{old.encoder} {old.protocol} f={old.label_fraction:g} seed={old.seed}{more}"

@@ -102,6 +102,14 @@ def changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
     return lines
 
 
+def changed_common(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``changed_settings`` over the keys both sides have: a setting that a newer medssl added (so an older
+    run lacks it) is not a change."""
+    before, after = flatten(old), flatten(new)
+    common = sorted(set(before) & set(after))
+    return changed_settings({k: before[k] for k in common}, {k: after[k] for k in common})
+
+
 def read_registry(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     """``settings.json`` of ``run_dir``: settings key → settings (empty if absent or unreadable)."""
     path = Path(run_dir) / SETTINGS

@@ -36,10 +36,9 @@ from medssl.rundir.paths import check_apart, check_out
 from medssl.rundir.results import read_results
 from medssl.rundir.settings import (
     cell_settings,
-    changed_settings,
+    changed_common,
     data_settings,
     evaluation_settings,
-    flatten,
     pretrain_settings,
     read_registry,
     refuse_changed,
@@ -117,9 +116,7 @@ def keyed_study(payload: dict) -> dict:
 
 def study_changes(old: dict, new: dict) -> list[str]:
     """``key: old -> new`` for the keyed settings both studies have (new datasets and keys are not changes)."""
-    before, after = flatten(keyed_study(old)), flatten(keyed_study(new))
-    common = sorted(set(before) & set(after))
-    return changed_settings({k: before[k] for k in common}, {k: after[k] for k in common})
+    return changed_common(keyed_study(old), keyed_study(new))
 
 
 def _machine() -> str:
@@ -213,17 +210,20 @@ class StudyRunner:
                         continue
                     expected = pretrain_settings(job.pretrain.model_dump(mode="json"))
                     old = {k: v for k, v in recorded.items() if k != "data_fingerprint"}
-                    if old != expected:
-                        return [f"{name}/{job.encoder_id}: {c}" for c in changed_settings(old, expected)]
+                    if changes := changed_common(old, expected):
+                        return [f"{name}/{job.encoder_id}: {c}" for c in changes]
                     encoder = recorded
                 for protocol, fraction, seed in self.all_cells(job):
                     row = done.get((name, job.encoder_id, protocol, fraction, seed))
                     new = cell_settings(
                         keyed_data, encoder, evaluation_settings(protocol, self.evaluation_values())
                     )
-                    if row is not None and row.settings_key not in ("", settings_key(new)):
-                        old = registry.get(row.settings_key)
-                        return changed_settings(old, new) if old else [f"results.csv key {row.settings_key}"]
+                    if row is None or row.settings_key in ("", settings_key(new)):
+                        continue
+                    old = registry.get(row.settings_key)
+                    changes = changed_common(old, new) if old else [f"results.csv key {row.settings_key}"]
+                    if changes:
+                        return changes
         return []
 
     def pending_units(self) -> int:

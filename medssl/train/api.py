@@ -24,8 +24,7 @@ from medssl.rundir.atomic import remove_stale_temps, write_text
 from medssl.rundir.paths import check_apart, check_out
 from medssl.rundir.settings import (
     SETTINGS,
-    changed_settings,
-    flatten,
+    changed_common,
     pretrain_settings,
     read_registry,
     record_settings,
@@ -220,9 +219,7 @@ def _check_resume(out: Path, settings: dict, fingerprint: str | None = None) -> 
     if recorded is None:
         return
     fresh = {**settings, **({"data_fingerprint": fingerprint} if fingerprint else {})}
-    old, new = flatten(recorded), flatten(fresh)
-    common = sorted(set(old) & set(new))
-    changes = changed_settings({k: old[k] for k in common}, {k: new[k] for k in common})
+    changes = changed_common(recorded, fresh)
     if changes:
         raise refuse_changed(
             f"{out}: this run", changes, "Resume it with its own settings, pass --restart to start over"

@@ -103,7 +103,10 @@ def test_a_balanced_20_image_folder_gets_a_split_that_works(tmp_path: Path, caps
 def test_inspect_states_the_smallest_class_that_can_be_split(tmp_path: Path) -> None:
     data = make_folder(tmp_path / "tiny", {"a": 2, "b": 10}, size=32, channels=3)
     problems = inspect_dataset(data, grid_path=tmp_path / "grid.png").problems
-    assert any("class 'a' has 2 images; a train/val/test split needs at least 3" in p for p in problems)
+    assert any(
+        "class 'a' has 2 images outside the test split; a train/val/test split needs at least 3" in p
+        for p in problems
+    )
 
 
 BAD_SETS = {

@@ -13,7 +13,7 @@ import yaml
 
 from medssl.errors import Interrupted
 from medssl.rundir.results import read_results
-from medssl.rundir.settings import read_registry
+from medssl.rundir.settings import read_registry, settings_key
 from medssl.study import grid
 from medssl.train.api import LAST, pretrain
 from medssl.train.config import PretrainConfig
@@ -203,3 +203,22 @@ def test_ctrl_c_in_a_benchmark_advises_the_benchmark_command(
     code, err = run_main(capsys, monkeypatch, "benchmark", str(study), "--out", str(tmp_path / "run"))
     assert code == 130 and "Traceback" not in err
     assert "rerun the same `medssl benchmark` command" in err and "--resume" not in err
+
+
+def test_rows_keyed_by_an_older_medssl_count_as_finished(
+    tmp_path: Path, pixel_cache: Path, capsys, monkeypatch
+) -> None:
+    """A row whose recorded settings lack a key that this medssl added is the same cell, not a changed one."""
+    monkeypatch.setenv("MEDSSL_CACHE", str(pixel_cache))
+    out = tmp_path / "eval"
+    assert run_main(capsys, monkeypatch, *evaluate_args(out))[0] == 0
+    (row,) = read_results(out / "results.csv")
+    older = read_registry(out)[row.settings_key]
+    del older["data"]["split_seed"]  # as if written before split_seed existed
+    old_key = settings_key(older)
+    (out / "settings.json").write_text(json.dumps({old_key: older}))
+    text = (out / "results.csv").read_text().replace(row.settings_key, old_key)
+    (out / "results.csv").write_text(text)
+    code, err = run_main(capsys, monkeypatch, *evaluate_args(out))
+    assert code == 0, err
+    assert (out / "results.csv").read_text() == text  # skipped: not refused, not duplicated

@@ -13,6 +13,7 @@ from medssl.rundir.atomic import atomic_write, remove_stale_temps, write_text
 from medssl.rundir.results import RESULT_COLUMNS, append_results, read_results, rewrite_results
 from medssl.rundir.settings import (
     cell_settings,
+    changed_common,
     changed_settings,
     evaluation_settings,
     pretrain_settings,
@@ -93,3 +94,11 @@ def test_runtime_choices_are_not_keyed() -> None:
     assert settings_key(cell_settings({}, {"spec": "random:resnet18"}, knn)) != settings_key(
         cell_settings({}, {"spec": "imagenet:resnet18"}, knn)
     )
+
+
+def test_keys_a_newer_medssl_added_are_not_changes() -> None:
+    old = {"data": {"image_size": 32}, "epochs": 1}
+    assert changed_common(old, {"data": {"image_size": 32, "folds": None}, "epochs": 1}) == []
+    assert changed_common(old, {"data": {"image_size": 48, "folds": None}, "epochs": 1}) == [
+        "data.image_size: 32 -> 48"
+    ]
