@@ -9,7 +9,7 @@ Three measurements, each in a fresh process so that one's peak memory cannot hid
   each, the last one timed, so that start-up costs are excluded). Steps per epoch are proportional to the
   images, so the time should grow linearly: the ratios to the 25 % epoch should be about 2 and 4. The kNN
   monitor and checkpoint after each epoch are reported apart (``epoch_total_s``).
-* ``knn_memory``: ``medssl.evaluate.knn.knn_scores`` (k = 200) with a ``--knn-bank`` × 512 float32 bank
+* ``knn_memory``: ``medssl.common.knn.knn_scores`` (k = 200) with a ``--knn-bank`` × 512 float32 bank
   (default 100,000) and ``--knn-queries`` queries: the increase of peak RSS during the call over the RSS
   before it (the peak is reset through ``/proc/self/clear_refs``), against what a full bank × bank float32
   matrix (100k² × 4 B = 40 GB) and a full queries × bank matrix would need.
@@ -180,7 +180,7 @@ def epoch_scaling(args: argparse.Namespace) -> dict:
 
 def knn_memory(args: argparse.Namespace) -> dict:
     """Peak RSS increase of ``knn_scores`` over a large random bank, for each number of queries."""
-    from medssl.evaluate.knn import _MAX_SIMILARITY_ELEMENTS, knn_scores
+    from medssl.common.knn import _MAX_SIMILARITY_ELEMENTS, knn_scores
 
     rng = np.random.default_rng(0)
     bank = rng.standard_normal((args.knn_bank, FEATURE_DIM), dtype=np.float32)

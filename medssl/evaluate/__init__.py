@@ -1,6 +1,7 @@
 """Evaluation protocols (kNN, weighted kNN, linear probe, fine-tuning), baselines and trustworthy metrics.
 
-Names are imported lazily, so ``from medssl.evaluate.knn import knn_scores`` stays light (no Lightning).
+Names are imported lazily, so ``from medssl.evaluate.metrics import ...`` stays light (no Lightning). kNN search
+lives in ``medssl.common.knn``, shared with the training monitor.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ _EXPORTS = {
     "encoder_features": "features",
     "extract_features": "features",
     "label_subset": "fractions",
-    "knn_scores": "knn",
     "classification_metrics": "metrics",
     "paired_bootstrap": "metrics",
     "linear_probe": "probe",

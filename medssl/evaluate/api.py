@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from medssl.common.knn import knn_scores
 from medssl.data.dataset import PreparedData
 from medssl.errors import ConfigError
 from medssl.evaluate.features import Features, encoder_features
 from medssl.evaluate.fractions import check_fraction, label_subset
-from medssl.evaluate.knn import knn_scores
 from medssl.evaluate.metrics import (
     bootstrap_ci,
     classification_metrics,

@@ -11,18 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medssl.common.images import unit_float
 from medssl.data.dataset import PreparedData
 from medssl.models.encoder import Encoder
 from medssl.rundir.atomic import atomic_write
 
 FEATURES_VERSION = "features-v1"
 PARTS = ("train", "val", "test")
-
-
-def images_to_tensor(batch: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
-    """(B, H, W, C) uint8 → (B, C, H, W) float in [0, 1], channels_last, on ``device``."""
-    tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
-    return (tensor.permute(0, 3, 1, 2).float() / 255.0).contiguous(memory_format=torch.channels_last)
 
 
 def extract_features(
@@ -43,7 +38,7 @@ def extract_features(
     try:
         with torch.inference_mode():
             for start in range(0, len(images_uint8), batch_size):
-                batch = images_to_tensor(images_uint8[start : start + batch_size], device)
+                batch = unit_float(images_uint8[start : start + batch_size], device=device)
                 out[start : start + len(batch)] = encoder(batch).float().cpu().numpy()
                 if progress is not None:
                     progress(min(start + batch_size, len(images_uint8)), len(images_uint8))

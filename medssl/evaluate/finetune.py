@@ -23,10 +23,10 @@ from pytorch_lightning.callbacks import EarlyStopping
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from medssl.evaluate.features import images_to_tensor
+from medssl.common.images import unit_float
+from medssl.common.lightning import quiet_lightning_logs
 from medssl.evaluate.metrics import balanced_accuracy
 from medssl.models.encoder import Encoder
-from medssl.train.logs import quiet_lightning_logs
 
 Monitor = Literal["val_balanced_accuracy", "val_loss"]
 
@@ -83,8 +83,7 @@ class FineTuner(pl.LightningModule):
         return self.head(self.encoder(x))
 
     def _inputs(self, batch_uint8: torch.Tensor) -> torch.Tensor:
-        x = batch_uint8.permute(0, 3, 1, 2).float() / 255.0
-        return x.contiguous(memory_format=torch.channels_last)
+        return unit_float(batch_uint8)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
@@ -157,7 +156,7 @@ def predict_proba(
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             chunks.append(
-                F.softmax(model(images_to_tensor(images[start : start + batch_size], device)), 1).cpu()
+                F.softmax(model(unit_float(images[start : start + batch_size], device=device)), 1).cpu()
             )
     return torch.cat(chunks).double().numpy()
 

@@ -6,12 +6,13 @@ import torch
 from lightly.loss import BarlowTwinsLoss
 from lightly.models.modules.heads import BarlowTwinsProjectionHead
 
-from medssl.methods.base import SSLMethod, register
+from medssl.methods.base import SSLMethod
 from medssl.models.encoder import Encoder
 
 
-@register("barlowtwins")
 class BarlowTwins(SSLMethod):
+    title = "Barlow Twins"
+
     def __init__(self, encoder: Encoder, gather_distributed: bool = False) -> None:
         super().__init__(encoder, gather_distributed)
         dim = encoder.feature_dim

@@ -7,33 +7,19 @@ updates come from lightly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from medssl.errors import ConfigError
 from medssl.models.encoder import Encoder
-
-METHODS: dict[str, type[SSLMethod]] = {}
-
-
-def register(name: str) -> Callable[[type[SSLMethod]], type[SSLMethod]]:
-    """Class decorator adding a method to ``METHODS`` under ``name``."""
-
-    def add(cls: type[SSLMethod]) -> type[SSLMethod]:
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-
-    return add
 
 
 class SSLMethod(nn.Module):
     """Base class: ``encoder`` plus whatever heads the method needs."""
 
-    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    """The method's name in reports, e.g. ``MoCo v2``."""
     default_lr: ClassVar[float] = 0.06
     """SGD learning rate at batch size 128 (scaled linearly with the batch), as in lightly's benchmarks."""
 
@@ -50,14 +36,15 @@ class SSLMethod(nn.Module):
     def loss(self, view0: torch.Tensor, view1: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @classmethod
+    def for_training_set(
+        cls, encoder: Encoder, n_train: int, batch_size: int, gather_distributed: bool = False
+    ) -> SSLMethod:
+        """The method sized for a training set of ``n_train`` images in batches of ``batch_size``.
+
+        Most methods need no size; a method that does (MoCo's queue) overrides this.
+        """
+        return cls(encoder, gather_distributed=gather_distributed)
+
     def on_step_end(self, progress: float) -> None:
         """Called after each optimiser step with training progress in [0, 1] (momentum updates)."""
-
-
-def build_method(name: str, encoder: Encoder, gather_distributed: bool = False, **options) -> SSLMethod:
-    """Instantiate the method registered as ``name``."""
-    from medssl import methods  # noqa: F401  (registers the built-in methods)
-
-    if name not in METHODS:
-        raise ConfigError(f"method '{name}' is unknown; choose one of: {', '.join(METHODS)}")
-    return METHODS[name](encoder, gather_distributed=gather_distributed, **options)

@@ -6,13 +6,13 @@ import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules.heads import BYOLPredictionHead, BYOLProjectionHead
 
-from medssl.methods.base import register
 from medssl.methods.momentum import MomentumMethod
 from medssl.models.encoder import Encoder
 
 
-@register("byol")
 class BYOL(MomentumMethod):
+    title = "BYOL"
+
     def __init__(self, encoder: Encoder, gather_distributed: bool = False) -> None:
         dim = encoder.feature_dim
         super().__init__(encoder, BYOLProjectionHead(dim, 2 * dim, 256), gather_distributed)

@@ -6,12 +6,13 @@ import torch
 from lightly.loss import DCLWLoss
 from lightly.models.modules.heads import SimCLRProjectionHead
 
-from medssl.methods.base import SSLMethod, register
+from medssl.methods.base import SSLMethod
 from medssl.models.encoder import Encoder
 
 
-@register("dclw")
 class DCLW(SSLMethod):
+    title = "DCLW"
+
     def __init__(
         self, encoder: Encoder, gather_distributed: bool = False, temperature: float = 0.1, sigma: float = 0.5
     ) -> None:

@@ -6,12 +6,13 @@ import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules.heads import SimCLRProjectionHead
 
-from medssl.methods.base import SSLMethod, register
+from medssl.methods.base import SSLMethod
 from medssl.models.encoder import Encoder
 
 
-@register("simclr")
 class SimCLR(SSLMethod):
+    title = "SimCLR"
+
     def __init__(self, encoder: Encoder, gather_distributed: bool = False, temperature: float = 0.5) -> None:
         super().__init__(encoder, gather_distributed)
         dim = encoder.feature_dim

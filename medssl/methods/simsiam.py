@@ -9,12 +9,12 @@ import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules.heads import SimSiamPredictionHead, SimSiamProjectionHead
 
-from medssl.methods.base import SSLMethod, register
+from medssl.methods.base import SSLMethod
 from medssl.models.encoder import Encoder
 
 
-@register("simsiam")
 class SimSiam(SSLMethod):
+    title = "SimSiam"
     default_lr = 0.05
 
     def __init__(self, encoder: Encoder, gather_distributed: bool = False) -> None:

@@ -6,12 +6,12 @@ import torch
 from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
 
-from medssl.methods.base import SSLMethod, register
+from medssl.methods.base import SSLMethod
 from medssl.models.encoder import Encoder
 
 
-@register("vicreg")
 class VICReg(SSLMethod):
+    title = "VICReg"
     default_lr = 0.03
 
     def __init__(self, encoder: Encoder, gather_distributed: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
+from medssl.common.knn import nearest_neighbours
 from medssl.report import figures
 from medssl.report.context import Context, note, provenance, slug
 from medssl.report.document import Block, Figure, Gallery, Heading, Span
@@ -124,21 +125,6 @@ def confusion_blocks(ctx: Context) -> list[Block]:
     ]
     figure = Figure(f"{ctx.key}-confusion", png, caption, "Confusion matrices")
     return [*blocks, figure, provenance(ctx.run, *files)]
-
-
-def nearest_neighbours(train: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` most cosine-similar training rows for every test row, most similar first."""
-
-    def unit(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float32)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    train, test = unit(train), unit(test)
-    out = []
-    for start in range(0, len(test), 512):
-        similarity = test[start : start + 512] @ train.T
-        out.append(np.argsort(-similarity, axis=1, kind="stable")[:, :k])
-    return np.concatenate(out) if out else np.zeros((0, k), np.int64)
 
 
 def query_positions(labels: np.ndarray, count: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The study table and label-efficiency series, computed from results.csv rows (csv + numpy only)."""
+"""The study table and label-efficiency series, computed from results.csv rows."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medssl.evaluate.api import PROTOCOLS
+from medssl.methods import METHODS
 from medssl.report.rundir import Result
 
-PROTOCOLS = ("knn", "knn_weighted", "linear", "finetune")
 PROTOCOL_NAMES = {
     "knn": "kNN",
     "knn_weighted": "kNN (weighted)",
@@ -19,15 +20,9 @@ PROTOCOL_NAMES = {
 }
 TABLE_METRICS = ("accuracy", "auroc", "balanced_accuracy")
 METRIC_NAMES = {"accuracy": "Acc %", "auroc": "AUROC", "balanced_accuracy": "Bal. acc %"}
-SSL_METHODS = ("simclr", "dclw", "simsiam", "vicreg", "byol", "barlowtwins", "mocov2")
+SSL_METHODS = tuple(METHODS)
 METHOD_NAMES = {
-    "simclr": "SimCLR",
-    "dclw": "DCLW",
-    "simsiam": "SimSiam",
-    "vicreg": "VICReg",
-    "byol": "BYOL",
-    "barlowtwins": "Barlow Twins",
-    "mocov2": "MoCo v2",
+    **{name: method.title for name, method in METHODS.items()},
     "imagenet": "ImageNet",
     "random": "Random init",
     "supervised": "Supervised from scratch",

@@ -27,6 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from medssl.common.lightning import quiet_lightning_logs
 from medssl.data.dataset import DataConfig, PreparedData, prepare_data
 from medssl.errors import Interrupted
 from medssl.evaluate.api import evaluate_encoder, evaluation_values
@@ -48,7 +49,6 @@ from medssl.study.config import StudyConfig
 from medssl.study.preflight import preflight
 from medssl.train.api import pretrain
 from medssl.train.config import PretrainConfig
-from medssl.train.logs import quiet_lightning_logs
 
 
 @dataclass(frozen=True)

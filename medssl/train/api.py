@@ -18,7 +18,7 @@ from pytorch_lightning.trainer.states import TrainerStatus
 
 from medssl.data.dataset import PreparedData, prepare_data
 from medssl.errors import ConfigError, DataError, Interrupted
-from medssl.methods.base import METHODS, build_method
+from medssl.methods import method_class
 from medssl.models.encoder import ENCODER_META, build_encoder, save_encoder
 from medssl.rundir.atomic import remove_stale_temps, write_text
 from medssl.rundir.paths import check_apart, check_out
@@ -93,19 +93,13 @@ def build_module(
     config: PretrainConfig, data: PreparedData, out: Path | None, world: int = 1
 ) -> PretrainModule:
     """The Lightning module for ``config`` on ``data`` (no Trainer): usable from a notebook or a test."""
-    if config.method not in METHODS:
-        from medssl import methods  # noqa: F401  (fills METHODS)
-    if config.method not in METHODS:
-        raise ConfigError(f"method '{config.method}' is unknown; choose one of: {', '.join(METHODS)}")
+    method_type = method_class(config.method)
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    recipe = resolve_recipe(config, METHODS[config.method].default_lr)
+    recipe = resolve_recipe(config, method_type.default_lr)
     n_train = len(data.split["train"])
     recipe = Recipe(**{**recipe.__dict__, "batch_size": _batch_size(recipe, n_train, world)})
     encoder = build_encoder(config.backbone, config.init)
-    options = {"queue_size": max(recipe.batch_size, n_train // recipe.batch_size * recipe.batch_size)}
-    method = build_method(
-        config.method, encoder, gather_distributed=world > 1, **(options if config.method == "mocov2" else {})
-    )
+    method = method_type.for_training_set(encoder, n_train, recipe.batch_size, gather_distributed=world > 1)
     method = method.to(memory_format=torch.channels_last)
     if config.compile:
         method.encoder.backbone = torch.compile(method.encoder.backbone)

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from medssl.common.images import unit_float
+
 Preset = Literal["xray", "histology", "generic"]
 PRESETS: tuple[str, ...] = get_args(Preset)
 
@@ -218,6 +220,4 @@ def detect_preset(modality: str, channels: int) -> Preset:
 
 def eval_transform(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 images (N, H, W, C) → float (N, C, H, W) in [0, 1]: all evaluation needs (already at size)."""
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images if images.flags.writeable else np.array(images))
-    return images.permute(0, 3, 1, 2).float().div(255.0)
+    return unit_float(images)

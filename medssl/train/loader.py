@@ -50,8 +50,3 @@ class _Passthrough(Dataset):
 def index_loader(batches: IndexBatches) -> DataLoader:
     """A DataLoader without workers: batches are index tensors, pixels are gathered on the device."""
     return DataLoader(_Passthrough(), sampler=batches, batch_size=None, num_workers=0)
-
-
-def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) uint8 → float in [0, 1], channels-last for faster convolutions."""
-    return (images_uint8.float() / 255.0).contiguous(memory_format=torch.channels_last)

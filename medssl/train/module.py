@@ -12,10 +12,12 @@ import torch
 from lightly.utils.scheduler import CosineWarmupScheduler
 from pytorch_lightning.utilities import rank_zero_warn
 
+from medssl.common.images import unit_float
+from medssl.common.knn import knn_scores
 from medssl.errors import TrainingError
 from medssl.methods.base import SSLMethod
 from medssl.train.config import Recipe
-from medssl.train.loader import IndexBatches, to_float
+from medssl.train.loader import IndexBatches
 from medssl.train.monitors import (
     collapse_warning,
     effective_rank,
@@ -100,7 +102,7 @@ class PretrainModule(pl.LightningModule):
         Both views are augmented in one call on the doubled batch (every image draws its own parameters): half
         the kernel launches and Python overhead, which bound the input path on a GPU.
         """
-        x = to_float(self.images[indices.to(self.images.device)])
+        x = unit_float(self.images[indices.to(self.images.device)], "nchw")
         with torch.autocast(self.device.type, enabled=False):
             view0, view1 = self.augment(torch.cat([x, x])).chunk(2)
         return view0, view1
@@ -148,15 +150,13 @@ class PretrainModule(pl.LightningModule):
         chunks = []
         for start in range(0, len(indices), batch_size):
             batch = torch.as_tensor(indices[start : start + batch_size], device=self.images.device)
-            chunks.append(encoder(to_float(self.images[batch])).float().cpu())
+            chunks.append(encoder(unit_float(self.images[batch], "nchw")).float().cpu())
         encoder.train(was_training)
         return torch.cat(chunks).numpy()
 
     def knn_accuracies(self, bank: np.ndarray, query: np.ndarray) -> dict[str, float]:
         """Validation kNN accuracy and balanced accuracy (mean recall over classes: fair on imbalanced data)."""
         from sklearn.metrics import balanced_accuracy_score
-
-        from medssl.evaluate.knn import knn_scores
 
         n_classes = int(self.labels.max()) + 1
         scores = knn_scores(bank, self.labels[self.knn_bank], query, n_classes, k=self.knn_k)

@@ -17,9 +17,36 @@ def test_registry_holds_the_study_methods_and_more() -> None:
         build_method("nope", build_encoder("resnet18"))
 
 
-def test_simsiam_keeps_its_predictor() -> None:
+def test_simsiam_loss_trains_its_predictor_and_stops_gradients_at_the_targets() -> None:
+    torch.manual_seed(0)
     method = build_method("simsiam", build_encoder("resnet18"))
-    assert hasattr(method, "predictor")
+    views = torch.rand(2, 8, 3, 32, 32)
+    method.loss(*views).backward()
+    predictor_grads = [p.grad for p in method.predictor.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in predictor_grads)  # the predictor is in the loss
+    # Stop-gradient: make the predictor's output a constant; then only the targets depend on the projector,
+    # and they are detached, so no gradient may reach it (nor the backbone).
+    last = method.predictor.layers[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.normal_()
+    method.zero_grad()
+    method.loss(*views).backward()
+    for parameter in [*method.projector.parameters(), *method.encoder.parameters()]:
+        assert parameter.grad is None or parameter.grad.abs().sum() == 0
+
+
+def test_every_method_has_a_report_title_and_a_learning_rate() -> None:
+    for name, method in METHODS.items():
+        assert method.title and method.default_lr > 0, name
+
+
+@pytest.mark.parametrize(("n_train", "batch", "queue"), [(1000, 64, 960), (50, 64, 64)])
+def test_moco_sizes_its_queue_from_the_training_set(n_train: int, batch: int, queue: int) -> None:
+    method = METHODS["mocov2"].for_training_set(build_encoder("resnet18"), n_train, batch)
+    assert method.criterion.memory_bank.size[0] == queue
+    plain = METHODS["simclr"].for_training_set(build_encoder("resnet18"), n_train, batch)
+    assert type(plain).__name__ == "SimCLR"
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -8,8 +8,9 @@ import numpy as np
 from PIL import Image
 from sklearn.neighbors import KNeighborsClassifier
 
+from medssl.common.knn import nearest_neighbours
 from medssl.report.figures import OPENTSNE_MIN_POINTS, retrieval_figure, tsne_embed
-from medssl.report.plots import nearest_neighbours, query_positions
+from medssl.report.plots import query_positions
 
 
 def _blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ Ties in the plain vote go to the lowest class index, like sklearn.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -68,17 +69,45 @@ def knn_scores(
     Returns:
         float32 array of vote shares; ``argmax(axis=1)`` is the prediction.
     """
-    if metric not in ("cosine", "euclidean"):
-        raise ValueError(f"metric must be cosine or euclidean, not {metric!r}")
     if weighted and metric != "cosine":
         raise ValueError("the weighted vote uses cosine similarity; pass metric='cosine'")
     device = train_features.device if isinstance(train_features, torch.Tensor) else torch.device("cpu")
-    bank = _as_tensor(train_features, device)
-    queries = _as_tensor(query_features, device)
     labels = torch.as_tensor(
         np.asarray(train_labels) if not isinstance(train_labels, torch.Tensor) else train_labels
     )
     labels = labels.to(device=device, dtype=torch.int64)
+    out = torch.empty((len(query_features), n_classes), dtype=torch.float32, device=device)
+    for rows, similarity, index in _nearest_chunks(train_features, query_features, k, metric, chunk_size):
+        votes = (similarity / temperature).exp() if weighted else torch.ones_like(similarity)
+        scores = torch.zeros((len(similarity), n_classes), dtype=torch.float32, device=device)
+        scores.scatter_add_(1, labels[index], votes)
+        out[rows] = scores / scores.sum(dim=1, keepdim=True)
+    return out.cpu().numpy()
+
+
+def nearest_neighbours(
+    bank: np.ndarray | torch.Tensor, queries: np.ndarray | torch.Tensor, k: int, metric: Metric = "cosine"
+) -> np.ndarray:
+    """Indices (Q, k) of the ``k`` nearest bank rows of every query, nearest first."""
+    if len(queries) == 0:
+        return np.zeros((0, k), np.int64)
+    chunks = [index for _, _, index in _nearest_chunks(bank, queries, k, metric)]
+    return torch.cat(chunks).cpu().numpy()
+
+
+def _nearest_chunks(
+    bank_features: np.ndarray | torch.Tensor,
+    query_features: np.ndarray | torch.Tensor,
+    k: int,
+    metric: Metric,
+    chunk_size: int = 1024,
+) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """(query rows, similarity, bank index) of the k nearest bank rows, one chunk of queries at a time."""
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"metric must be cosine or euclidean, not {metric!r}")
+    device = bank_features.device if isinstance(bank_features, torch.Tensor) else torch.device("cpu")
+    bank = _as_tensor(bank_features, device)
+    queries = _as_tensor(query_features, device)
     if len(bank) == 0:
         raise ValueError("the kNN feature bank is empty")
     k = min(k, len(bank))
@@ -88,15 +117,10 @@ def knn_scores(
     else:
         bank_sq = (bank * bank).sum(dim=1)
     step = max(1, min(chunk_size, _MAX_SIMILARITY_ELEMENTS // len(bank)))
-    out = torch.empty((len(queries), n_classes), dtype=torch.float32, device=device)
     with torch.inference_mode():
         for start in range(0, len(queries), step):
             chunk = queries[start : start + step]
             if metric == "cosine":
                 chunk = F.normalize(chunk, dim=1)
             similarity, index = _neighbours(bank, chunk, k, metric, bank_sq)
-            votes = (similarity / temperature).exp() if weighted else torch.ones_like(similarity)
-            scores = torch.zeros((len(chunk), n_classes), dtype=torch.float32, device=device)
-            scores.scatter_add_(1, labels[index], votes)
-            out[start : start + len(chunk)] = scores / scores.sum(dim=1, keepdim=True)
-    return out.cpu().numpy()
+            yield slice(start, start + len(chunk)), similarity, index

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from lightly.utils.benchmarking import knn_predict
 from sklearn.neighbors import KNeighborsClassifier
 
-from medssl.evaluate.knn import knn_scores
+from medssl.common.knn import knn_scores
 
 
 def _clusters(n: int, n_classes: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,7 @@
+"""Helpers shared by training, evaluation and the report, so that those stages never import each other.
+
+* ``images``: uint8 pixels to the float tensors every model takes;
+* ``knn``: chunked k-nearest-neighbour search and votes (the training monitor, the kNN protocol, the report's
+  retrieval figure);
+* ``lightning``: keeping Lightning's banners out of the console.
+"""
