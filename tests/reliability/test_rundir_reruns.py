@@ -142,12 +142,19 @@ def evaluate_args(out: Path, *extra: str) -> list[str]:
             *extra]  # fmt: skip
 
 
-def test_evaluate_rerun_skips_finished_cells_and_replaces_only_when_asked(
-    tmp_path: Path, pixel_cache: Path, capsys, monkeypatch
-) -> None:
+@pytest.fixture
+def evaluated(tmp_path: Path, pixel_cache: Path, capsys, monkeypatch) -> Path:
+    """An evaluation directory holding one kNN cell of an untrained ResNet-18 on synthetic images."""
     monkeypatch.setenv("MEDSSL_CACHE", str(pixel_cache))
     out = tmp_path / "eval"
     assert run_main(capsys, monkeypatch, *evaluate_args(out))[0] == 0
+    return out
+
+
+def test_evaluate_rerun_skips_finished_cells_and_replaces_only_when_asked(
+    evaluated: Path, capsys, monkeypatch
+) -> None:
+    out = evaluated
     first = (out / "results.csv").read_bytes()
     code, err = run_main(capsys, monkeypatch, *evaluate_args(out))
     assert code == 0 and (out / "results.csv").read_bytes() == first  # no duplicate row
@@ -205,13 +212,9 @@ def test_ctrl_c_in_a_benchmark_advises_the_benchmark_command(
     assert "rerun the same `medssl benchmark` command" in err and "--resume" not in err
 
 
-def test_rows_keyed_by_an_older_medssl_count_as_finished(
-    tmp_path: Path, pixel_cache: Path, capsys, monkeypatch
-) -> None:
+def test_rows_keyed_by_an_older_medssl_count_as_finished(evaluated: Path, capsys, monkeypatch) -> None:
     """A row whose recorded settings lack a key that this medssl added is the same cell, not a changed one."""
-    monkeypatch.setenv("MEDSSL_CACHE", str(pixel_cache))
-    out = tmp_path / "eval"
-    assert run_main(capsys, monkeypatch, *evaluate_args(out))[0] == 0
+    out = evaluated
     (row,) = read_results(out / "results.csv")
     older = read_registry(out)[row.settings_key]
     del older["data"]["split_seed"]  # as if written before split_seed existed
