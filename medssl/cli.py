@@ -32,16 +32,16 @@ def data_inspect(
     layout: LayoutOpt = "auto",
     image_size: Annotated[int, typer.Option(help="Working resolution for the sample grid.")] = 64,
     out: Annotated[
-        Path | None, typer.Option(help="Where to write the sample grid PNG [default: not written].")
+        Path | None, typer.Option(help="Where to write the sample grid PNG (default: not written).")
     ] = None,
     group_pattern: Annotated[
         str | None,
         typer.Option(
-            help="Regex on image paths whose first capture group is the patient/slide [default: none]."
+            help="Regex on image paths whose first capture group is the patient/slide (default: none)."
         ),
     ] = None,
     group_kind: Annotated[
-        str | None, typer.Option(help="What groups are: patient, slide, study, site [default: the layout's].")
+        str | None, typer.Option(help="What groups are: patient, slide, study, site (default: the layout's).")
     ] = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds to check the groups against.")] = 5,
 ) -> None:
@@ -132,45 +132,45 @@ def pretrain(
     config: ConfigOpt = None,
     method: Annotated[
         str | None,
-        typer.Option(help="simclr, dclw, simsiam, vicreg, byol, barlowtwins, mocov2 [default: simclr]."),
+        typer.Option(help="simclr, dclw, simsiam, vicreg, byol, barlowtwins, mocov2 (default: simclr)."),
     ] = None,
     data: Annotated[
         str | None,
         typer.Option(
-            help="Dataset path, MedMNIST name or 'synthetic' [default: data.path of --config; required]."
+            help="Dataset path, MedMNIST name or 'synthetic' (default: data.path of --config; required)."
         ),
     ] = None,
     layout: Annotated[
-        str | None, typer.Option(help="Folder layout ('auto' detects it) [default: auto].")
+        str | None, typer.Option(help="Folder layout ('auto' detects it) (default: auto).")
     ] = None,
     backbone: Annotated[
-        str | None, typer.Option(help="resnet18, resnet50 or efficientnet_lite0 [default: resnet18].")
+        str | None, typer.Option(help="resnet18, resnet50 or efficientnet_lite0 (default: resnet18).")
     ] = None,
     init: Annotated[
-        str | None, typer.Option(help="random, or imagenet for continued pre-training [default: random].")
+        str | None, typer.Option(help="random, or imagenet for continued pre-training (default: random).")
     ] = None,
     recipe: Annotated[
         str | None,
-        typer.Option(help="default, or paper (the study's: SGD lr 0.01, batch 64) [default: default]."),
+        typer.Option(help="default, or paper (the study's: SGD lr 0.01, batch 64) (default: default)."),
     ] = None,
     augment: Annotated[
-        str | None, typer.Option(help="auto, xray, histology or generic [default: auto].")
+        str | None, typer.Option(help="auto, xray, histology or generic (default: auto).")
     ] = None,
     image_size: Annotated[
-        int | None, typer.Option(help="Working resolution in pixels [default: 64].")
+        int | None, typer.Option(help="Working resolution in pixels (default: 64).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Pre-training epochs [default: 20].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Pre-training epochs (default: 20).")] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Images per step [default: the recipe's, 128 (paper: 64)].")
+        int | None, typer.Option(help="Images per step (default: the recipe's, 128 (paper: 64)).")
     ] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate [default: the recipe's].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of weights, batches and views [default: 0].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the recipe's).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of weights, batches and views (default: 0).")] = None,
     devices: Annotated[
-        int | None, typer.Option(help="Number of GPUs (or CPU processes): >1 uses DDP [default: 1].")
+        int | None, typer.Option(help="Number of GPUs (or CPU processes): >1 uses DDP (default: 1).")
     ] = None,
-    accelerator: Annotated[str | None, typer.Option(help="auto, cpu or gpu [default: auto].")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="auto, cpu or gpu (default: auto).")] = None,
     knn_k: Annotated[
-        int | None, typer.Option(help="k of the validation kNN monitor (study: 200) [default: 200].")
+        int | None, typer.Option(help="k of the validation kNN monitor (study: 200) (default: 200).")
     ] = None,
     skip_bad_images: SkipBad = False,
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/pretrain"),
@@ -330,7 +330,7 @@ def evaluate_command(
     image_size: Annotated[
         int | None,
         typer.Option(
-            help="Working resolution in pixels [default: the encoder's pre-training size, else 64]."
+            help="Working resolution in pixels (default: the encoder's pre-training size, else 64)."
         ),
     ] = None,
     out: Annotated[
@@ -342,7 +342,7 @@ def evaluate_command(
     skip_bad_images: SkipBad = False,
     class_weight: Annotated[
         str | None,
-        typer.Option(help="'balanced' reweights classes in the probe and fine-tuning [default: none]."),
+        typer.Option(help="'balanced' reweights classes in the probe and fine-tuning (default: none)."),
     ] = None,
     finetune_epochs: Annotated[int, typer.Option(help="Epoch budget of fine-tuning (early stopping).")] = 30,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
@@ -427,15 +427,15 @@ def compare_command(
     protocol: Annotated[
         str | None,
         typer.Option(
-            help="With directories: knn, linear, finetune... [default: none; needed with directories]."
+            help="With directories: knn, linear, finetune... (default: none; needed with directories)."
         ),
     ] = None,
     fraction: Annotated[
         float | None,
-        typer.Option(help="With directories: the label fraction [default: none; needed with directories]."),
+        typer.Option(help="With directories: the label fraction (default: none; needed with directories)."),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="With directories: the seed [default: none; needed with directories].")
+        int | None, typer.Option(help="With directories: the seed (default: none; needed with directories).")
     ] = None,
     metric: Annotated[str, typer.Option(help="Comma-separated metrics to compare.")] = "accuracy,auroc",
     resamples: Annotated[int, typer.Option(help="Paired bootstrap resamples.")] = 2000,

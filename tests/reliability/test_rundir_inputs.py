@@ -207,14 +207,14 @@ def test_every_option_has_help_and_says_its_default() -> None:
     for command, option in _options():
         assert option.help, (command, option.name)
         if option.default is None and not option.required and option.name not in ("config", "set_"):
-            assert "[default:" in option.help, (command, option.name, option.help)
+            assert "(default:" in option.help, (command, option.name, option.help)
 
 
 def test_pretrain_help_shows_the_config_defaults() -> None:
     helps = {option.name: option.help for command, option in _options() if command == "pretrain"}
     for name in ("epochs", "seed", "image_size", "devices", "knn_k"):
         default = PretrainConfig().model_dump()[name] if name != "image_size" else 64
-        assert f"[default: {default}]" in helps[name], (name, helps[name])
+        assert f"(default: {default})" in helps[name], (name, helps[name])
 
 
 def test_readme_says_which_commands_take_config_and_set() -> None:
