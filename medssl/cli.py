@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from medssl.errors import Interrupted, MedsslError
+from medssl.errors import ConfigError, Interrupted, MedsslError
 
 app = typer.Typer(
     help="In-domain self-supervised pre-training vs ImageNet transfer for small medical image datasets.",
@@ -31,12 +31,17 @@ def data_inspect(
     path: DataPath,
     layout: LayoutOpt = "auto",
     image_size: Annotated[int, typer.Option(help="Working resolution for the sample grid.")] = 64,
-    out: Annotated[Path | None, typer.Option(help="Where to write the sample grid PNG.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the sample grid PNG (default: not written).")
+    ] = None,
     group_pattern: Annotated[
-        str | None, typer.Option(help="Regex on image paths whose first capture group is the patient/slide.")
+        str | None,
+        typer.Option(
+            help="Regex on image paths whose first capture group is the patient/slide (default: none)."
+        ),
     ] = None,
     group_kind: Annotated[
-        str | None, typer.Option(help="What groups are: patient, slide, study, site.")
+        str | None, typer.Option(help="What groups are: patient, slide, study, site (default: the layout's).")
     ] = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds to check the groups against.")] = 5,
 ) -> None:
@@ -98,6 +103,23 @@ def augment_preview_command(
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set epochs=50.")]
+RestartOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Start over in --out: an earlier run there is first renamed to OUT.previous-<time>, never deleted."
+    ),
+]
+
+
+def _restart(out: Path, restart: bool) -> None:
+    """With ``--restart``, move an earlier run in ``out`` aside (nothing is deleted)."""
+    if not restart:
+        return
+    from medssl.rundir.paths import check_out, move_aside
+
+    moved = move_aside(check_out(out))
+    if moved is not None:
+        typer.echo(f"the earlier run in {out} was moved to {moved}")
 
 
 def _given(**options: object) -> dict[str, object]:
@@ -109,38 +131,69 @@ def _given(**options: object) -> dict[str, object]:
 def pretrain(
     config: ConfigOpt = None,
     method: Annotated[
-        str | None, typer.Option(help="simclr, dclw, simsiam, vicreg, byol, barlowtwins, mocov2.")
+        str | None,
+        typer.Option(help="simclr, dclw, simsiam, vicreg, byol, barlowtwins, mocov2 (default: simclr)."),
     ] = None,
-    data: Annotated[str | None, typer.Option(help="Dataset path, MedMNIST name or 'synthetic'.")] = None,
-    layout: Annotated[str | None, typer.Option(help="Folder layout ('auto' detects it).")] = None,
-    backbone: Annotated[str | None, typer.Option(help="resnet18, resnet50 or efficientnet_lite0.")] = None,
-    init: Annotated[str | None, typer.Option(help="random, or imagenet for continued pre-training.")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Dataset path, MedMNIST name or 'synthetic' (default: data.path of --config; required)."
+        ),
+    ] = None,
+    layout: Annotated[
+        str | None, typer.Option(help="Folder layout ('auto' detects it) (default: auto).")
+    ] = None,
+    backbone: Annotated[
+        str | None, typer.Option(help="resnet18, resnet50 or efficientnet_lite0 (default: resnet18).")
+    ] = None,
+    init: Annotated[
+        str | None, typer.Option(help="random, or imagenet for continued pre-training (default: random).")
+    ] = None,
     recipe: Annotated[
-        str | None, typer.Option(help="default, or paper (the study's: SGD lr 0.01, batch 64).")
+        str | None,
+        typer.Option(help="default, or paper (the study's: SGD lr 0.01, batch 64) (default: default)."),
     ] = None,
-    augment: Annotated[str | None, typer.Option(help="auto, xray, histology or generic.")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Working resolution in pixels.")] = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
+    augment: Annotated[
+        str | None, typer.Option(help="auto, xray, histology or generic (default: auto).")
+    ] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Working resolution in pixels (default: 64).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Pre-training epochs (default: 20).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per step (default: the recipe's, 128 (paper: 64)).")
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: the recipe's).")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of weights, batches and views (default: 0).")] = None,
     devices: Annotated[
-        int | None, typer.Option(help="Number of GPUs (or CPU processes): >1 uses DDP.")
+        int | None, typer.Option(help="Number of GPUs (or CPU processes): >1 uses DDP (default: 1).")
     ] = None,
-    accelerator: Annotated[str | None, typer.Option(help="auto, cpu or gpu.")] = None,
-    knn_k: Annotated[int | None, typer.Option(help="k of the validation kNN monitor (study: 200).")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="auto, cpu or gpu (default: auto).")] = None,
+    knn_k: Annotated[
+        int | None, typer.Option(help="k of the validation kNN monitor (study: 200) (default: 200).")
+    ] = None,
     skip_bad_images: SkipBad = False,
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/pretrain"),
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its last checkpoint (same settings only).")
+    ] = False,
+    restart: RestartOpt = False,
     set_: SetOpt = None,
 ) -> None:
-    """Self-supervised pre-training on your images; writes OUT/encoder.pt, encoder.json and history.csv."""
+    """Self-supervised pre-training on your images; writes OUT/encoder.pt, encoder.json and history.csv.
+
+    Options given here override the same keys of --config and --set.
+    """
     from medssl.config import apply_overrides, read_yaml, validate
     from medssl.train.api import pretrain as run_pretrain
     from medssl.train.config import PretrainConfig
 
     values = read_yaml(config) if config else {}
     values = apply_overrides(values, set_ or [])
+    if not isinstance(values.get("data", {}), dict):
+        raise ConfigError(
+            "data: expected a section of data settings (data.path, data.image_size...), not a value"
+        )
     top = _given(
         method=method,
         backbone=backbone,
@@ -160,6 +213,13 @@ def pretrain(
         data_values["skip_bad_images"] = True
     values = {**values, **top, "data": {**values.get("data", {}), **data_values}}
     settings = validate(PretrainConfig, values, source=str(config) if config else "options")
+    if not values["data"].get("path"):
+        raise ConfigError(
+            "--data: missing; pass a dataset path, a MedMNIST name, or --data synthetic for generated images"
+        )
+    if resume and restart:
+        raise ConfigError("--resume and --restart: pass one of them")
+    _restart(out, restart)
     run_dir = run_pretrain(settings, out, resume=resume)
     typer.echo(f"encoder written to {run_dir}/encoder.pt (history: {run_dir}/history.csv)")
 
@@ -170,12 +230,17 @@ def benchmark(
     out: Annotated[Path, typer.Option(help="Run directory; rerun to continue an interrupted study.")] = Path(
         "runs/benchmark"
     ),
+    restart: RestartOpt = False,
     set_: SetOpt = None,
 ) -> None:
-    """Run the whole study grid (resumable), then write OUT/report.md and OUT/report.html."""
+    """Run the whole study grid (resumable), then write OUT/report.md and OUT/report.html.
+
+    A rerun into the same --out continues it; with other settings it is refused, naming them.
+    """
     from medssl.study import load_study, run_study
 
     study = load_study(config, set_ or [])
+    _restart(out, restart)
     run_study(study, out)
     typer.echo(f"results: {out / 'results.csv'}\nreport:  {out / 'report.html'}")
 
@@ -222,11 +287,29 @@ def _split_option(text: str, cast: type, option: str, example: str) -> list:
 
 
 def _device(device: str) -> str:
-    if device != "auto":
-        return device
     import torch
 
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"--device {device!r}: choose auto, cpu or cuda (cuda:N for one GPU)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+    if device != "auto":
+        return device
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _image_size(given: int | None, encoder_meta: dict) -> int:
+    """--image-size, else the encoder's pre-training size, else 64; a warning when they differ."""
+    trained = encoder_meta.get("image_size")
+    if given is None:
+        return int(trained) if isinstance(trained, int) else 64
+    if isinstance(trained, int) and trained != given:
+        typer.secho(
+            f"warning: the encoder was pre-trained at {trained} px; evaluating at --image-size {given} px",
+            fg="yellow",
+            err=True,
+        )
+    return given
 
 
 @app.command("evaluate")
@@ -244,32 +327,51 @@ def evaluate_command(
     ),
     seeds: Annotated[int, typer.Option(help="Number of label-subset seeds (0..N-1).")] = 1,
     k: Annotated[int, typer.Option(help="Neighbours of the kNN protocols (study: 200).")] = 200,
-    image_size: Annotated[int, typer.Option(help="Working resolution in pixels.")] = 64,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Working resolution in pixels (default: the encoder's pre-training size, else 64)."
+        ),
+    ] = None,
     out: Annotated[
         Path, typer.Option(help="Output directory (results.csv, metrics.json, split.csv).")
     ] = Path("runs/eval"),
+    replace: Annotated[
+        bool, typer.Option(help="Evaluate cells already in OUT/results.csv again and replace their rows.")
+    ] = False,
     skip_bad_images: SkipBad = False,
     class_weight: Annotated[
-        str | None, typer.Option(help="'balanced' reweights classes in the probe and fine-tuning.")
+        str | None,
+        typer.Option(help="'balanced' reweights classes in the probe and fine-tuning (default: none)."),
     ] = None,
     finetune_epochs: Annotated[int, typer.Option(help="Epoch budget of fine-tuning (early stopping).")] = 30,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
-    """Evaluate an encoder (kNN, linear probe, fine-tuning) with 95% CIs; writes OUT/results.csv."""
+    """Evaluate an encoder (kNN, linear probe, fine-tuning) with 95% CIs; writes OUT/results.csv.
+
+    Cells already in OUT/results.csv are skipped (same settings) or refused (other settings) unless --replace.
+    """
     from pydantic import ValidationError
 
     from medssl.data.dataset import DataConfig, prepare_data
-    from medssl.errors import ConfigError
     from medssl.evaluate.api import evaluate_encoder
     from medssl.evaluate.metrics import format_mean_sd, summarise_seeds
+    from medssl.models.encoder import encoder_from_spec
+    from medssl.rundir.paths import check_apart, check_out
+    from medssl.rundir.settings import data_settings
 
     if class_weight not in (None, "balanced"):
         raise ConfigError(f"--class-weight {class_weight!r}: only 'balanced' is supported")
     protocols = _split_option(protocol, str, "--protocol", "knn,linear")
     fractions = _split_option(label_fractions, float, "--label-fractions", "0.01,0.1,1.0")
+    torch_device = _device(device)
+    check_out(out)
+    check_apart(data, out)
+    model = encoder_from_spec(encoder)
+    size = _image_size(image_size, model.meta)
     try:
-        config = DataConfig(path=data, layout=layout, image_size=image_size, skip_bad_images=skip_bad_images)  # type: ignore[arg-type]
+        config = DataConfig(path=data, layout=layout, image_size=size, skip_bad_images=skip_bad_images)  # type: ignore[arg-type]
     except ValidationError as error:
         problem = error.errors()[0]
         raise ConfigError(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}") from None
@@ -285,9 +387,16 @@ def evaluate_command(
 
     typer.echo(f"evaluating {encoder} on {prepared.name} ({len(prepared.split['test'])} test images)")
     rows = evaluate_encoder(
-        encoder, prepared, protocols, fractions, seeds, out, k=k, class_weight=class_weight,
-        n_bootstrap=bootstrap, finetune_epochs=finetune_epochs, device=_device(device), progress=show,
+        model, prepared, protocols, fractions, seeds, out, k=k, class_weight=class_weight,
+        n_bootstrap=bootstrap, finetune_epochs=finetune_epochs, device=torch_device, progress=show,
+        data_settings=data_settings(config.model_dump(mode="json")), replace=replace,
     )  # fmt: skip
+    skipped = len(protocols) * len(fractions) * seeds - len(rows)
+    if skipped:
+        typer.echo(
+            f"{skipped} cell(s) already in {out / 'results.csv'} with the same settings were skipped "
+            "(--replace evaluates them again)"
+        )
     typer.echo(
         f"\n{'method':<11} {'protocol':<12} {'labels':>6}  {'accuracy':<15} {'bal. accuracy':<15} AUROC"
     )
@@ -303,7 +412,8 @@ def evaluate_command(
         typer.secho(
             f"{collapsed} cell(s) predict one class for ≥95% of the test images (collapsed)", fg="yellow"
         )
-    typer.echo(f"\nresults appended to {out / 'results.csv'} (mean ± sd over {seeds} seed(s))")
+    if rows:
+        typer.echo(f"\nresults appended to {out / 'results.csv'} (mean ± sd over {seeds} seed(s))")
 
 
 def _predictions_label(path: Path) -> str:
@@ -314,14 +424,23 @@ def _predictions_label(path: Path) -> str:
 def compare_command(
     a: Annotated[Path, typer.Argument(help="Predictions .npz of model A, or an evaluation directory.")],
     b: Annotated[Path, typer.Argument(help="Predictions .npz of model B, or an evaluation directory.")],
-    protocol: Annotated[str | None, typer.Option(help="With directories: knn, linear, finetune...")] = None,
-    fraction: Annotated[float | None, typer.Option(help="With directories: the label fraction.")] = None,
-    seed: Annotated[int | None, typer.Option(help="With directories: the seed.")] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="With directories: knn, linear, finetune... (default: none; needed with directories)."
+        ),
+    ] = None,
+    fraction: Annotated[
+        float | None,
+        typer.Option(help="With directories: the label fraction (default: none; needed with directories)."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="With directories: the seed (default: none; needed with directories).")
+    ] = None,
     metric: Annotated[str, typer.Option(help="Comma-separated metrics to compare.")] = "accuracy,auroc",
     resamples: Annotated[int, typer.Option(help="Paired bootstrap resamples.")] = 2000,
 ) -> None:
     """Is A better than B on the same test images? Paired-bootstrap difference, 95% CI and p-value."""
-    from medssl.errors import ConfigError
     from medssl.evaluate.compare import compare_predictions, resolve_predictions
     from medssl.evaluate.metrics import METRICS
 

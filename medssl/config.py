@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from medssl.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
+def _takes_int(annotation: Any) -> bool:
+    """Whether a field is a number that ``true``/``false`` must not silently become (``int``, ``int | None``)."""
+    return annotation in (int, float) or (
+        get_origin(annotation) in (Union, UnionType) and any(a in (int, float) for a in get_args(annotation))
+    )
+
+
 class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are rejected, values validated on assignment."""
+    """Base for every config section: unknown keys are rejected, values validated on assignment, and a
+    ``true``/``false`` given for a number is refused (pydantic would read ``epochs: true`` as 1)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and _takes_int(field.annotation):
+            raise ValueError(f"expected a number, not {str(value).lower()}")
+        return value
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
@@ -48,10 +65,26 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__}); fix the syntax") from None
+        raise ConfigError(f"{path}: {_yaml_problem(error)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
     return data
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong, in words: tags such as ``!!python/object`` are refused, anything else is syntax."""
+    if isinstance(error, yaml.constructor.ConstructorError) and "tag" in str(error.problem or ""):
+        return "YAML tags such as !!python/... are refused (medssl reads plain values only); remove the tag"
+    return f"not valid YAML ({error.__class__.__name__}); fix the syntax"
+
+
+def _override_value(item: str, raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as error:
+        raise ConfigError(
+            f"--set {item}: {_yaml_problem(error)}; quote a text value, e.g. --set 'key=\"{raw}\"'"
+        ) from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -63,10 +96,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, raw = item.split("=", 1)
         target = merged
         *parents, leaf = key.strip().split(".")
-        for part in parents:
-            target[part] = dict(target.get(part) or {})
+        for depth, part in enumerate(parents):
+            section = target.get(part)
+            if section is not None and not isinstance(section, dict):
+                name = ".".join(parents[: depth + 1])
+                raise ConfigError(f"--set {item}: {name} is a value ({section!r}), not a section of settings")
+            target[part] = dict(section or {})
             target = target[part]
-        target[leaf] = yaml.safe_load(raw) if raw else None
+        target[leaf] = _override_value(item, raw)
     return merged
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from medssl.data.decode import BadImageError, decode_image, is_gray, resize
 from medssl.data.types import ImageRecord, ImageTable
 from medssl.errors import DataError
+from medssl.rundir.atomic import atomic_write, write_text
 
 CACHE_VERSION = "pixels-v1"
 
@@ -106,13 +107,26 @@ def _stack(arrays: list[np.ndarray | None], size: int) -> tuple[np.ndarray, np.n
 
 
 def _write_atomic(path: Path, images: np.ndarray, meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, images)
-    os.replace(tmp, path)
-    meta_tmp = path.with_suffix(f".tmp{os.getpid()}.json")
-    meta_tmp.write_text(json.dumps(meta))
-    os.replace(meta_tmp, path.with_suffix(".json"))
+    atomic_write(path, lambda tmp: np.save(tmp, images))
+    write_text(path.with_suffix(".json"), json.dumps(meta))
+
+
+def _read_cache(path: Path, meta_path: Path, fingerprint: str) -> Pixels | None:
+    """The cached pixels, or None when absent; a truncated or inconsistent cache is deleted (rebuilt by the
+    caller), never trusted."""
+    if not (path.exists() and meta_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        images = np.load(path, mmap_mode="r")
+        kept, skipped = np.array(meta["kept"], dtype=np.int64), list(meta["skipped"])
+        if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(kept):
+            raise ValueError("shape does not match its metadata")
+    except (OSError, ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)
+        meta_path.unlink(missing_ok=True)
+        return None
+    return Pixels(images, kept, fingerprint, skipped)
 
 
 def load_pixels(
@@ -128,11 +142,11 @@ def load_pixels(
     fingerprint = table_fingerprint(table, image_size)
     path = (cache_dir or default_cache_dir()) / f"{table.layout}-{image_size}px-{fingerprint}.npy"
     meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("skipped") and not skip_bad:
-            raise BadImageError(meta["skipped"][0])
-        return Pixels(np.load(path, mmap_mode="r"), np.array(meta["kept"]), fingerprint, meta["skipped"])
+    cached = _read_cache(path, meta_path, fingerprint)
+    if cached is not None:
+        if cached.skipped and not skip_bad:
+            raise BadImageError(cached.skipped[0])
+        return cached
     arrays, bad = _decode_all(table, image_size, skip_bad, progress)
     images, kept = _stack(arrays, image_size)
     try:

@@ -120,7 +120,11 @@ class PreparedData:
     def name(self) -> str:
         if self.label:
             return self.label
-        return self.table.layout if self.table.layout == "synthetic" else Path(self.table.root).stem
+        if self.table.layout == "synthetic":
+            return self.table.layout
+        return (
+            Path(self.table.root).resolve().stem or "data"
+        )  # resolved: a path ending in '..' names its folder
 
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(images, labels) of one split part."""

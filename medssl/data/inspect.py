@@ -25,6 +25,7 @@ from medssl.data.groups import apply_group_pattern, class_groups, group_warnings
 from medssl.data.sources import SOURCES, load_table
 from medssl.data.sources._files import lenient
 from medssl.data.sources.synthetic import load_synthetic
+from medssl.data.splits import MIN_CLASS_IMAGES
 from medssl.data.types import SPLITS, ImageTable
 from medssl.errors import DataError
 
@@ -282,8 +283,16 @@ def _class_problems(table: ImageTable) -> list[str]:
         problems.append(f"only one class ({', '.join(table.classes)}); classification needs at least two")
     counts = table.counts()
     for name in table.classes:
-        if all(per_class[name] == 0 for per_class in counts.values()):
+        total = sum(per_class[name] for per_class in counts.values())
+        to_split = total - counts.get("test", {}).get(name, 0)  # what the split holds out from
+        needed = MIN_CLASS_IMAGES if "test" not in counts else 2  # one hold-out fewer with an official test
+        if total == 0:
             problems.append(f"class '{name}' has no images")
+        elif to_split < needed:
+            problems.append(
+                f"class '{name}' has {to_split} images outside the test split; a train/val/test split needs "
+                f"at least {needed}"
+            )
         else:
             problems += [
                 f"class '{name}' has no images in {s}" for s, per in counts.items() if per[name] == 0

@@ -34,6 +34,8 @@ Split = dict[str, np.ndarray]
 
 POLICIES = ("auto", "grouped", "random")
 MIN_OFFICIAL_VAL_FRACTION = 0.05
+MIN_CLASS_IMAGES = 3
+"""Images per class below which no train/val/test split exists (two hold-outs of at least two folds)."""
 
 
 def resolve_policy(table: ImageTable, policy: str = "auto") -> str:
@@ -63,7 +65,10 @@ def _hold_out(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Positions (kept, held out ≈ fraction), stratified by label, never splitting a unit; None if too few."""
     n_splits = max(2, round(1.0 / fraction))
-    if len(np.unique(units)) < n_splits or np.bincount(labels).max() < n_splits:
+    counts = np.bincount(labels)
+    if len(np.unique(units)) == len(labels) and len(labels):  # image by image: a small class gets fewer
+        n_splits = min(n_splits, int(counts[counts > 0].min()))  # folds, not no split (MIN_CLASS_IMAGES)
+    if n_splits < 2 or len(np.unique(units)) < n_splits or counts.max() < n_splits:
         return None  # too few units, or every class smaller than the number of parts (sklearn refuses)
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     kept, held = next(folds.split(np.zeros(len(labels)), labels, units))
@@ -89,8 +94,8 @@ def _too_few(table: ImageTable, indices: np.ndarray, fraction: float, part: str,
             f"in {plural(kind, n_groups)}); {fix}"
         )
     return DataError(
-        f"{table.root}: too few images ({len(indices):,}) to hold out {fraction:.0%} for the {part} split; "
-        f"add images or raise {key}"
+        f"{table.root}: too few images ({len(indices):,}) to hold out {fraction:.0%} for the {part} split "
+        f"(every class needs at least {MIN_CLASS_IMAGES} images); add images or raise {key}"
     )
 
 

@@ -27,9 +27,9 @@ _EXPORTS = {
     "classification_metrics": "metrics",
     "paired_bootstrap": "metrics",
     "linear_probe": "probe",
-    "RESULT_COLUMNS": "results",
-    "append_results": "results",
-    "read_results": "results",
+    "RESULT_COLUMNS": "medssl.rundir.results",
+    "append_results": "medssl.rundir.results",
+    "read_results": "medssl.rundir.results",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -37,4 +37,5 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'medssl.evaluate' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"medssl.evaluate.{_EXPORTS[name]}"), name)
+    module = _EXPORTS[name]
+    return getattr(importlib.import_module(module if "." in module else f"medssl.evaluate.{module}"), name)

@@ -10,9 +10,9 @@ Every cell (protocol × label fraction × seed) gives one row of ``results.csv``
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,26 @@ from medssl.evaluate.metrics import (
     summarise_seeds,
 )
 from medssl.evaluate.probe import linear_probe
-from medssl.evaluate.results import append_results
 from medssl.models.encoder import Encoder, encoder_from_spec
+from medssl.rundir.atomic import write_text
+from medssl.rundir.predictions import load_predictions, predictions_name, save_predictions
+from medssl.rundir.results import RESULTS, append_results, cell_id, read_results, rewrite_results
+from medssl.rundir.settings import (
+    cell_settings,
+    changed_common,
+    changed_settings,
+    evaluation_settings,
+    read_registry,
+    record_settings,
+    refuse_changed,
+    settings_key,
+)
 
 __all__ = [
     "PROTOCOLS",
     "append_results",
     "encoder_identity",
+    "encoder_settings",
     "evaluate_cell",
     "evaluate_encoder",
     "evaluate_finetune",
@@ -49,6 +62,8 @@ __all__ = [
 PROTOCOLS = ("knn", "knn_weighted", "linear", "finetune")
 FROZEN_PROTOCOLS = ("knn", "knn_weighted", "linear")
 BASELINE_METHODS = ("imagenet", "random")
+DEFAULT_TEMPERATURE = 0.1
+"""Softmax temperature of the weighted kNN."""
 
 
 def encoder_identity(encoder: Encoder, protocol: str | None = None) -> dict[str, str]:
@@ -67,25 +82,6 @@ def encoder_identity(encoder: Encoder, protocol: str | None = None) -> dict[str,
     if method == "random" and protocol == "finetune":
         method = "supervised"
     return {"encoder": encoder_id, "method": method, "backbone": backbone, "init": init}
-
-
-def predictions_name(protocol: str, label_fraction: float, seed: int) -> str:
-    """``<protocol>-f<fraction>-s<seed>.npz``, e.g. ``linear-f0.1-s0.npz``."""
-    return f"{protocol}-f{label_fraction:g}-s{seed}.npz"
-
-
-def save_predictions(path: Path, y_true: np.ndarray, y_prob: np.ndarray, test_index: np.ndarray) -> None:
-    """Write ``y_true``, ``y_prob`` and ``test_index`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    np.savez(tmp, y_true=np.asarray(y_true), y_prob=np.asarray(y_prob, np.float32), test_index=test_index)
-    os.replace(tmp, path)
-
-
-def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
-    """``y_true``, ``y_prob`` and ``test_index`` of a predictions file."""
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in ("y_true", "y_prob", "test_index")}
 
 
 def score_predictions(
@@ -277,9 +273,105 @@ def write_metrics_json(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         by=("dataset", "encoder", "method", "protocol", "label_fraction"),
     )
     payload = {"rows": all_rows, "summary": [{k: _jsonable(v) for k, v in s.items()} for s in summary]}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1, default=_jsonable))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(payload, indent=1, default=_jsonable))
+
+
+ENCODER_META_KEYS = (
+    "method",
+    "backbone",
+    "init",
+    "seed",
+    "epochs",
+    "image_size",
+    "data_fingerprint",
+    "recipe",
+)
+
+
+def encoder_settings(encoder: Encoder) -> dict[str, Any]:
+    """What made ``encoder``: its pre-training settings (``encoder.json``), its spec for a baseline, or for an
+    encoder saved before settings were recorded the identifying fields of its metadata."""
+    meta = encoder.meta
+    if isinstance(meta.get("settings"), dict):
+        return meta["settings"]
+    if meta.get("source"):
+        return {"spec": meta["source"]}
+    return {key: meta.get(key) for key in ENCODER_META_KEYS}
+
+
+def evaluation_values(
+    k: int, n_bootstrap: int, finetune_epochs: int, patience: int, **others: Any
+) -> dict[str, Any]:
+    """The evaluation settings ``evaluation_settings`` picks from per protocol; ``others`` (temperature,
+    class_weight) default to ``evaluate_encoder``'s."""
+    defaults = {"temperature": DEFAULT_TEMPERATURE, "class_weight": None}
+    return {"k": k, "n_bootstrap": n_bootstrap, "finetune_epochs": finetune_epochs, "patience": patience,
+            **defaults, **others}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """A cell to evaluate, the settings it is made with and whether it replaces a finished row."""
+
+    protocol: str
+    fraction: float
+    seed: int
+    settings: dict[str, Any]
+    replaces: bool
+
+
+def _same_settings(key: str, settings: dict[str, Any], registry: dict[str, dict[str, Any]]) -> bool:
+    """Whether a row with ``key`` was made with ``settings``: same key, a row from before keys existed, or
+    recorded settings that differ only by keys a newer medssl added."""
+    if key in ("", settings_key(settings)):
+        return True
+    recorded = registry.get(key)
+    return recorded is not None and not changed_common(recorded, settings)
+
+
+def plan_cells(
+    cells: Iterable[tuple[str, float, int]],
+    identity: tuple[str, str],
+    settings_of: Callable[[str], dict[str, Any]],
+    out_dir: Path,
+    replace: bool,
+) -> list[PlannedCell]:
+    """The cells still to evaluate: finished ones (same settings) are skipped, or redone with ``replace``.
+
+    A finished cell made with other settings is refused, naming the changed keys, unless ``replace``. Rows
+    written before settings keys existed count as finished.
+    """
+    done = {result.cell: result for result in read_results(out_dir / RESULTS)}
+    registry = read_registry(out_dir)
+    plan, stale = [], []
+    for protocol, fraction, seed in cells:
+        settings = settings_of(protocol)
+        old = done.get((*identity, protocol, float(fraction), int(seed)))
+        if old is not None and not replace:
+            if _same_settings(old.settings_key, settings, registry):
+                continue
+            stale.append((old, settings))
+        plan.append(PlannedCell(protocol, fraction, seed, settings, old is not None))
+    if stale:
+        old, settings = stale[0]
+        recorded = registry.get(old.settings_key)
+        changes = changed_settings(recorded, settings) if recorded else [f"settings key {old.settings_key}"]
+        more = f" (and {len(stale) - 1} more cells)" if len(stale) > 1 else ""
+        cell = f"{old.dataset}/{old.encoder} {old.protocol} f={old.label_fraction:g} seed={old.seed}{more}"
+        raise refuse_changed(
+            f"{out_dir / RESULTS}: {cell}", changes, "Pass --replace to evaluate them again in place"
+        )
+    return plan
+
+
+def _record(out_dir: Path, row: dict[str, Any], cell: PlannedCell) -> None:
+    """Write ``row`` to results.csv with its settings key; a replaced cell's old row goes in the same step."""
+    row["settings_key"] = record_settings(out_dir, cell.settings)
+    path = out_dir / RESULTS
+    if cell.replaces:
+        rewrite_results(path, keep=lambda result: result.cell != cell_id(row), add=[row])
+    else:
+        append_results(path, [row])
 
 
 def evaluate_encoder(
@@ -290,13 +382,15 @@ def evaluate_encoder(
     seeds: int | Iterable[int],
     out_dir: str | Path,
     k: int = 200,
-    temperature: float = 0.1,
+    temperature: float = DEFAULT_TEMPERATURE,
     class_weight: str | None = None,
     n_bootstrap: int = 1000,
     finetune_epochs: int = 30,
     patience: int = 5,
     device: str = "cpu",
     progress: Callable[[dict[str, Any]], None] | None = None,
+    data_settings: Mapping[str, Any] | None = None,
+    replace: bool = False,
 ) -> list[dict[str, Any]]:
     """Evaluate one encoder under every protocol × label fraction × seed; rows are also written to disk.
 
@@ -307,11 +401,15 @@ def evaluate_encoder(
         label_fractions: shares of the training (and validation) labels to use, each in (0, 1].
         seeds: number of seeds (0..n-1) or the seeds themselves; a seed picks the label subset (and the
             fine-tuning randomness).
-        out_dir: run directory receiving results.csv, metrics.json, features and predictions.
+        out_dir: run directory receiving results.csv, metrics.json, settings.json, features and predictions.
         progress: called with each finished row.
+        data_settings: the keyed data settings (``medssl.rundir.settings.data_settings``); default: the
+            data's fingerprint.
+        replace: evaluate cells already in results.csv again and replace their rows (otherwise they are
+            skipped, or refused when they were made with other settings).
 
     Returns:
-        The rows, in evaluation order; each is appended to ``out_dir/results.csv`` as soon as it is done.
+        The rows evaluated now, in order; each is written to ``out_dir/results.csv`` as soon as it is done.
     """
     for protocol in protocols:
         _check_protocol(protocol)
@@ -319,37 +417,51 @@ def evaluate_encoder(
     seed_list = _seeds(seeds)
     encoder = encoder_from_spec(spec_or_encoder) if isinstance(spec_or_encoder, str) else spec_or_encoder
     out_dir = Path(out_dir)
-    eval_dir = out_dir / data.name / "eval" / encoder_identity(encoder)["encoder"]
+    name = encoder_identity(encoder)["encoder"]
+    values = evaluation_values(
+        k, n_bootstrap, finetune_epochs, patience, temperature=temperature, class_weight=class_weight
+    )
+    data_keyed = dict(data_settings or {"fingerprint": data.fingerprint})
+    plan = plan_cells(
+        [(p, f, s) for p in protocols for f in fractions for s in seed_list],
+        (data.name, name),
+        lambda protocol: cell_settings(
+            data_keyed, encoder_settings(encoder), evaluation_settings(protocol, values)
+        ),
+        out_dir,
+        replace,
+    )
+    eval_dir = out_dir / data.name / "eval" / name
     features = None
-    if any(p in FROZEN_PROTOCOLS for p in protocols):
+    if any(cell.protocol in FROZEN_PROTOCOLS for cell in plan):
         features = encoder_features(encoder, data, eval_dir / "features.npz", device=device)
     rows: list[dict[str, Any]] = []
-    for protocol in protocols:
-        for fraction in fractions:
-            for seed in seed_list:
-                if protocol == "finetune":
-                    row, y_prob = evaluate_finetune(
-                        encoder, data, fraction, seed, finetune_epochs, patience,
-                        class_weight=class_weight, n_bootstrap=n_bootstrap, device=device,
-                    )  # fmt: skip
-                else:
-                    assert features is not None
-                    row, y_prob = evaluate_cell(
-                        features, protocol, fraction, seed, len(data.classes), k, temperature,
-                        class_weight, n_bootstrap,
-                    )  # fmt: skip
-                test_index = np.asarray(data.split["test"])
-                prediction_path = eval_dir / "predictions" / predictions_name(protocol, fraction, seed)
-                save_predictions(prediction_path, data.labels[test_index], y_prob, test_index)
-                row = {
-                    "dataset": data.name,
-                    **encoder_identity(encoder, protocol),
-                    **row,
-                    "predictions": prediction_path.relative_to(out_dir).as_posix(),
-                }
-                append_results(out_dir / "results.csv", [row])
-                rows.append(row)
-                if progress is not None:
-                    progress(row)
-    write_metrics_json(out_dir / "metrics.json", rows)
+    for cell in plan:
+        protocol, fraction, seed = cell.protocol, cell.fraction, cell.seed
+        if protocol == "finetune":
+            row, y_prob = evaluate_finetune(
+                encoder, data, fraction, seed, finetune_epochs, patience,
+                class_weight=class_weight, n_bootstrap=n_bootstrap, device=device,
+            )  # fmt: skip
+        else:
+            assert features is not None
+            row, y_prob = evaluate_cell(
+                features, protocol, fraction, seed, len(data.classes), k, temperature,
+                class_weight, n_bootstrap,
+            )  # fmt: skip
+        test_index = np.asarray(data.split["test"])
+        prediction_path = eval_dir / "predictions" / predictions_name(protocol, fraction, seed)
+        save_predictions(prediction_path, data.labels[test_index], y_prob, test_index)
+        row = {
+            "dataset": data.name,
+            **encoder_identity(encoder, protocol),
+            **row,
+            "predictions": prediction_path.relative_to(out_dir).as_posix(),
+        }
+        _record(out_dir, row, cell)
+        rows.append(row)
+        if progress is not None:
+            progress(row)
+    if rows:
+        write_metrics_json(out_dir / "metrics.json", rows)
     return rows

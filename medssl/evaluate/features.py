@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +14,7 @@ import torch
 from medssl.common.images import unit_float
 from medssl.data.dataset import PreparedData
 from medssl.models.encoder import Encoder
+from medssl.rundir.atomic import atomic_write
 
 FEATURES_VERSION = "features-v1"
 PARTS = ("train", "val", "test")
@@ -72,10 +73,7 @@ class Features:
 
     def save(self, path: Path) -> None:
         """Write atomically as an npz with the keys of the run-directory format plus ``key``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-        np.savez(tmp, key=np.array(self.key), **self.arrays())
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: np.savez(tmp, key=np.array(self.key), **self.arrays()))
 
     @classmethod
     def load(cls, path: Path) -> Features:
@@ -125,7 +123,7 @@ def _cached(path: Path | None, key: str) -> Features | None:
         return None
     try:
         features = Features.load(path)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
         return None
     return features if features.key == key else None
 

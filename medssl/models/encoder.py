@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from torch import nn
 
 from medssl.errors import MedsslError
 from medssl.models.backbones import Init, backbone_spec, build_backbone
+from medssl.rundir.atomic import atomic_write, write_text
 
 ENCODER_WEIGHTS = "encoder.pt"
 ENCODER_META = "encoder.json"
@@ -47,17 +48,10 @@ def build_encoder(name: str, init: Init = "random", **meta: Any) -> Encoder:
     return Encoder(build_backbone(name, init), name, {"init": init, **meta})
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as error:
-        raise MedsslError(
-            f"{path}: could not write it ({error}); free disk space and rerun the same command with --resume"
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_failed(path: Path) -> Callable[[OSError], MedsslError]:
+    return lambda error: MedsslError(
+        f"{path}: could not write it ({error}); free disk space and rerun the same command with --resume"
+    )
 
 
 def save_encoder(encoder: Encoder, directory: str | Path, **meta: Any) -> Path:
@@ -65,8 +59,9 @@ def save_encoder(encoder: Encoder, directory: str | Path, **meta: Any) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     info = {**encoder.meta, **meta}
-    _atomic_write(directory / ENCODER_WEIGHTS, lambda p: torch.save(encoder.backbone.state_dict(), p))
-    _atomic_write(directory / ENCODER_META, lambda p: p.write_text(json.dumps(info, indent=2, default=str)))
+    weights, meta_path = directory / ENCODER_WEIGHTS, directory / ENCODER_META
+    atomic_write(weights, lambda p: torch.save(encoder.backbone.state_dict(), p), _write_failed(weights))
+    write_text(meta_path, json.dumps(info, indent=2, default=str), _write_failed(meta_path))
     return directory
 
 
@@ -89,9 +84,23 @@ def load_encoder(directory: str | Path) -> Encoder:
     meta_path = directory / ENCODER_META
     if not meta_path.is_file():
         raise MedsslError(f"{directory}: no {ENCODER_META}; pass a pre-training output directory")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("backbone"), str):
+        raise MedsslError(
+            f"{meta_path}: not a complete encoder description (invalid JSON or no 'backbone'); restore the "
+            "file written by `medssl pretrain` or pre-train again"
+        )
     encoder = Encoder(build_backbone(meta["backbone"], "random"), meta["backbone"], meta)
-    encoder.backbone.load_state_dict(safe_torch_load(directory / ENCODER_WEIGHTS))
+    try:
+        encoder.backbone.load_state_dict(safe_torch_load(directory / ENCODER_WEIGHTS))
+    except RuntimeError as error:
+        raise MedsslError(
+            f"{directory / ENCODER_WEIGHTS}: does not fit the {meta['backbone']} named in {ENCODER_META} "
+            f"({str(error).splitlines()[0]}); restore the pair written by `medssl pretrain`"
+        ) from None
     return encoder.eval()
 
 

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from medssl.report.html import render_html, render_markdown
 from medssl.report.rundir import RunDir
 from medssl.report.sections import build_document
+from medssl.rundir.atomic import write_bytes
 
 FIGURE_FOLDER = "report_files"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def write_report(run_dir: str | Path, n_bootstrap: int = 2000) -> tuple[Path, Path]:
@@ -34,12 +28,12 @@ def write_report(run_dir: str | Path, n_bootstrap: int = 2000) -> tuple[Path, Pa
     folder.mkdir(exist_ok=True)
     written = set()
     for figure in document.figures():
-        _atomic_write(folder / f"{figure.name}.png", figure.png)
+        write_bytes(folder / f"{figure.name}.png", figure.png)
         written.add(f"{figure.name}.png")
     for stale in folder.glob("*.png"):
         if stale.name not in written:
             stale.unlink()
     md_path, html_path = run.root / "report.md", run.root / "report.html"
-    _atomic_write(md_path, render_markdown(document, FIGURE_FOLDER).encode("utf-8"))
-    _atomic_write(html_path, render_html(document).encode("utf-8"))
+    write_bytes(md_path, render_markdown(document, FIGURE_FOLDER).encode("utf-8"))
+    write_bytes(html_path, render_html(document).encode("utf-8"))
     return md_path, html_path

@@ -1,9 +1,9 @@
-"""Read a benchmark run directory (layout: notes/HELPERS.md): config, results, features, predictions."""
+"""Read a benchmark run directory (formats: medssl.rundir): config, results, features, predictions."""
 
 from __future__ import annotations
 
 import csv
-import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,86 +12,13 @@ import numpy as np
 import yaml
 
 from medssl.errors import DataError, MedsslError
-from medssl.evaluate.metrics import METRICS
+from medssl.rundir.predictions import load_predictions
+from medssl.rundir.results import RESULTS, Result, parse_float, parse_int, read_results
+from medssl.rundir.settings import read_registry
 
-RESULTS = "results.csv"
 CONFIG = "config.yaml"
 HISTORY_COLUMNS = ("loss", "knn_accuracy", "effective_rank")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-_INT_COLUMNS = ("seed", "n_train", "n_test")
-_FLOAT_COLUMNS = (
-    "label_fraction",
-    *METRICS,
-    *("accuracy_ci_low", "accuracy_ci_high", "auroc_ci_low", "auroc_ci_high", "wall_s"),
-)
-
-
-@dataclass(frozen=True)
-class Result:
-    """One finished cell of results.csv with typed values (missing numbers are NaN)."""
-
-    dataset: str
-    encoder: str
-    method: str
-    backbone: str
-    init: str
-    protocol: str
-    label_fraction: float
-    seed: int
-    n_train: int
-    n_test: int
-    metrics: dict[str, float]
-    collapsed: bool
-    predictions: str
-
-    def metric(self, name: str) -> float:
-        return self.metrics.get(name, math.nan)
-
-
-def _float(text: str | None) -> float:
-    try:
-        return float(text) if text not in (None, "") else math.nan
-    except ValueError:
-        return math.nan
-
-
-def _int(text: str | None) -> int:
-    value = _float(text)
-    return int(value) if math.isfinite(value) else 0
-
-
-def _bool(text: str | None) -> bool:
-    return (text or "").strip().lower() in ("1", "true", "yes", "y")
-
-
-def read_results(path: Path) -> list[Result]:
-    """Parse results.csv; a row without dataset/encoder/protocol is ignored (half-written line)."""
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    out = []
-    for row in rows:
-        if not (row.get("dataset") and row.get("encoder") and row.get("protocol")):
-            continue
-        metrics = {name: _float(row.get(name)) for name in _FLOAT_COLUMNS if name != "label_fraction"}
-        out.append(
-            Result(
-                dataset=row["dataset"],
-                encoder=row["encoder"],
-                method=row.get("method") or row["encoder"].split("-")[0],
-                backbone=row.get("backbone") or "",
-                init=row.get("init") or "",
-                protocol=row["protocol"],
-                label_fraction=_float(row.get("label_fraction")),
-                seed=_int(row.get("seed")),
-                n_train=_int(row.get("n_train")),
-                n_test=_int(row.get("n_test")),
-                metrics=metrics,
-                collapsed=_bool(row.get("collapsed")),
-                predictions=row.get("predictions") or "",
-            )
-        )
-    return out
 
 
 @dataclass
@@ -119,6 +46,8 @@ class RunDir:
     root: Path
     config: dict[str, Any]
     results: list[Result]
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """settings.json: what each results row's ``settings_key`` stands for."""
     _pixels: dict[str, Pixels] = field(default_factory=dict)
     _splits: dict[str, SplitSummary | None] = field(default_factory=dict)
 
@@ -141,7 +70,20 @@ class RunDir:
                     f"{root / CONFIG}: not valid YAML; restore the file written by the run"
                 ) from None
             config = loaded if isinstance(loaded, dict) else {}
-        return cls(root, config, read_results(results_path))
+        return cls(root, config, read_results(results_path), read_registry(root))
+
+    def image_sizes(self, dataset: str) -> list[int]:
+        """The image sizes the dataset's rows were made with (from settings.json; empty if unrecorded)."""
+        sizes = set()
+        for result in self.results:
+            data = self.settings.get(result.settings_key, {}).get("data")
+            if (
+                result.dataset == dataset
+                and isinstance(data, dict)
+                and isinstance(data.get("image_size"), int)
+            ):
+                sizes.add(data["image_size"])
+        return sorted(sizes)
 
     def datasets(self) -> list[str]:
         """Datasets with results, in config order first, then in results order."""
@@ -170,13 +112,13 @@ class RunDir:
             rows = list(csv.DictReader(handle))
         names: dict[int, str] = {}
         for row in rows:
-            names.setdefault(_int(row.get("label")), row.get("class") or f"class {row.get('label')}")
+            names.setdefault(parse_int(row.get("label")), row.get("class") or f"class {row.get('label')}")
         n_classes = max(names) + 1 if names else 0
         classes = [names.get(i, f"class {i}") for i in range(n_classes)]
         counts: dict[str, list[int]] = {}
         for row in rows:
             per_class = counts.setdefault(row.get("split") or "all", [0] * n_classes)
-            per_class[_int(row.get("label"))] += 1
+            per_class[parse_int(row.get("label"))] += 1
         patients = {row.get("patient") for row in rows if row.get("patient")}
         return SplitSummary(classes, counts, len(patients))
 
@@ -190,7 +132,12 @@ class RunDir:
         return _load_npz(path)
 
     def predictions(self, relative: str) -> dict[str, np.ndarray] | None:
-        return _load_npz(self.root / relative) if relative else None
+        if not relative or not (self.root / relative).is_file():
+            return None
+        try:
+            return load_predictions(self.root / relative)
+        except DataError:
+            return None
 
     def histories(self, dataset: str) -> dict[str, dict[str, np.ndarray]]:
         """encoder id → column → values, from pretrain/*/history.csv."""
@@ -200,7 +147,7 @@ class RunDir:
                 rows = list(csv.DictReader(handle))
             if rows:
                 columns = rows[0].keys()
-                out[path.parent.name] = {c: np.array([_float(r.get(c)) for r in rows]) for c in columns}
+                out[path.parent.name] = {c: np.array([parse_float(r.get(c)) for r in rows]) for c in columns}
         return out
 
     def augment_preview(self, dataset: str) -> bytes | None:
@@ -241,5 +188,5 @@ def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as handle:
             return {key: handle[key] for key in handle.files}
-    except (OSError, ValueError):
+    except (OSError, ValueError, zipfile.BadZipFile):
         return None

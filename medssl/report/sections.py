@@ -32,7 +32,8 @@ OVERVIEW_COLUMNS = ["Dataset", "Classes", "Train", "Val", "Test", "Patients", "I
 def _dataset_row(run: RunDir, name: str) -> list[Cell]:
     settings = (run.config.get("datasets") or {}).get(name)
     settings = settings if isinstance(settings, dict) else {}
-    size = f"{settings['image_size']} px" if settings.get("image_size") else "–"
+    sizes = run.image_sizes(name) or ([settings["image_size"]] if settings.get("image_size") else [])
+    size = " / ".join(f"{s} px" for s in sizes) or "–"  # what the rows were made with, where recorded
     first = Cell(name, code=str(settings.get("path", "")))
     summary = run.split_summary(name)
     if summary is None:

@@ -6,12 +6,13 @@ import math
 
 import numpy as np
 
-from medssl.evaluate.metrics import paired_bootstrap
+from medssl.errors import DataError
+from medssl.evaluate.compare import ALPHA, better_of, compare_probabilities
 from medssl.report.context import Context, note, provenance
 from medssl.report.document import Block, Heading, Paragraph, Span
 from medssl.report.tables import PROTOCOL_NAMES, StudyRow, format_fraction, verdict_pair
+from medssl.rundir.predictions import Predictions, align_predictions
 
-ALPHA = 0.05
 Aligned = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -34,13 +35,13 @@ def p_text(p: float) -> str:
 
 def verdict_sentence(ssl: str, imagenet: str, difference: float, p_value: float) -> tuple[str, str]:
     """(plain sentence, CSS kind) for the accuracy difference ``ssl`` − ``imagenet`` and its p-value."""
-    significant = math.isfinite(p_value) and p_value < ALPHA
-    if significant and difference > 0:
+    winner = better_of(difference, p_value, ALPHA)
+    if winner > 0:
         text = (
             f"{ssl} is better than {imagenet} by {points(difference)} points of accuracy, {p_text(p_value)}."
         )
         return text[0].upper() + text[1:], "verdict-better"
-    if significant and difference < 0:
+    if winner < 0:
         gap = f"{100 * -difference:.1f}"
         text = f"{imagenet} is better than {ssl} by {gap} points of accuracy, {p_text(p_value)}."
         return text[0].upper() + text[1:], "verdict-worse"
@@ -48,17 +49,12 @@ def verdict_sentence(ssl: str, imagenet: str, difference: float, p_value: float)
     return f"No significant difference between {ssl} and {imagenet}: {summary}.", "verdict-same"
 
 
-def align(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> Aligned | None:
-    """(y_true, prob_a, prob_b) on the test images both prediction files share; None when they disagree."""
-    if "test_index" in a and "test_index" in b:
-        _, ia, ib = np.intersect1d(a["test_index"], b["test_index"], return_indices=True)
-    elif len(a["y_true"]) == len(b["y_true"]):
-        ia = ib = np.arange(len(a["y_true"]))
-    else:
+def align(a: Predictions, b: Predictions) -> Aligned | None:
+    """(y_true, prob_a, prob_b) by ``medssl compare``'s rule (same test images and labels); None otherwise."""
+    try:
+        return align_predictions(a, b)
+    except DataError:
         return None
-    if len(ia) == 0 or not np.array_equal(a["y_true"][ia], b["y_true"][ib]):
-        return None
-    return a["y_true"][ia], a["y_prob"][ia], b["y_prob"][ib]
 
 
 def _ssl_name(row: StudyRow) -> str:
@@ -107,8 +103,9 @@ def verdict_blocks(ctx: Context) -> list[Block]:
         return [*blocks, note(text), provenance(ctx.run, *files)]
     y_true, prob_ssl, prob_imagenet = data
     n = ctx.n_bootstrap
-    accuracy, (acc_low, acc_high), acc_p = paired_bootstrap(y_true, prob_ssl, prob_imagenet, "accuracy", n, 0)
-    auroc, (auc_low, auc_high), auc_p = paired_bootstrap(y_true, prob_ssl, prob_imagenet, "auroc", n, 0)
+    acc, auc = compare_probabilities(y_true, prob_ssl, prob_imagenet, ("accuracy", "auroc"), n, seed=0)
+    accuracy, acc_low, acc_high, acc_p = acc.difference, acc.ci_low, acc.ci_high, acc.p_value
+    auroc, auc_low, auc_high, auc_p = auc.difference, auc.ci_low, auc.ci_high, auc.p_value
     sentence, kind = verdict_sentence(_ssl_name(ssl_row), _imagenet_name(imagenet_row), accuracy, acc_p)
     auroc_text = (
         f"AUROC difference {signed(auroc)} (95% CI {signed(auc_low)} to {signed(auc_high)}, {p_text(auc_p)})"

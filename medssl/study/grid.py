@@ -7,8 +7,8 @@ fraction, seed). So a killed grid continues where it stopped, with no cell run t
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
+import json
 import os
 import platform
 import sys
@@ -29,8 +29,22 @@ from rich.progress import (
 
 from medssl.common.lightning import quiet_lightning_logs
 from medssl.data.dataset import DataConfig, PreparedData, prepare_data
-from medssl.evaluate.api import evaluate_encoder
+from medssl.errors import Interrupted
+from medssl.evaluate.api import evaluate_encoder, evaluation_values
 from medssl.models.encoder import ENCODER_META, Encoder, encoder_from_spec, load_encoder
+from medssl.rundir.atomic import write_text
+from medssl.rundir.paths import check_apart, check_out
+from medssl.rundir.results import read_results
+from medssl.rundir.settings import (
+    cell_settings,
+    changed_common,
+    data_settings,
+    evaluation_settings,
+    pretrain_settings,
+    read_registry,
+    refuse_changed,
+    settings_key,
+)
 from medssl.study.config import StudyConfig
 from medssl.study.preflight import preflight
 from medssl.train.api import pretrain
@@ -82,13 +96,27 @@ def baseline_jobs(study: StudyConfig) -> list[EncoderJob]:
 
 def finished_cells(results: Path) -> set[tuple[str, str, str, float, int]]:
     """(dataset, encoder, protocol, label_fraction, seed) of every row already in ``results.csv``."""
-    if not results.exists():
-        return set()
-    with results.open(newline="") as handle:
-        return {
-            (r["dataset"], r["encoder"], r["protocol"], float(r["label_fraction"]), int(r["seed"]))
-            for r in csv.DictReader(handle)
-        }
+    return {result.cell for result in read_results(results)}
+
+
+ENUMERATING = ("protocols", "finetune", "label_fractions", "seeds")
+"""Evaluation settings that say which cells exist, not how a cell is made: changing them adds cells."""
+
+
+def keyed_study(payload: dict) -> dict:
+    """The settings of a study dump (config.yaml) that change a result: per dataset, pre-training and
+    evaluation. The lists of methods, backbones, baselines, fractions and seeds only add or drop cells."""
+    datasets = payload.get("datasets") or {}
+    return {
+        "datasets": {name: data_settings(d) for name, d in datasets.items() if isinstance(d, dict)},
+        "pretrain": pretrain_settings({**(payload.get("pretrain") or {}), "data": {}}),
+        "evaluation": {k: v for k, v in (payload.get("evaluation") or {}).items() if k not in ENUMERATING},
+    }
+
+
+def study_changes(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for the keyed settings both studies have (new datasets and keys are not changes)."""
+    return changed_common(keyed_study(old), keyed_study(new))
 
 
 def _machine() -> str:
@@ -96,15 +124,23 @@ def _machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
 
 
+def _previous_config(out: Path) -> dict:
+    """The ``config.yaml`` of an earlier run into ``out`` (empty when there is none or it is unreadable)."""
+    try:
+        loaded = yaml.safe_load((out / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def _write_config(study: StudyConfig, out: Path, command: str | None) -> None:
     path = out / "config.yaml"
-    previous = yaml.safe_load(path.read_text()) if path.exists() else {}
+    previous = _previous_config(out)
     payload = study.model_dump(mode="json")
     payload["command"] = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     payload["machine"] = previous.get("machine", _machine())
     payload["started"] = previous.get("started", dt.datetime.now().isoformat(timespec="seconds"))
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(payload, sort_keys=False))
+    write_text(path, yaml.safe_dump(payload, sort_keys=False))
 
 
 class _EpochProgress(pl.Callback):
@@ -127,18 +163,68 @@ class StudyRunner:
         self.show_progress = show_progress
         self.results = self.out / "results.csv"
 
-    def eval_cells(self, dataset: str, job: EncoderJob) -> list[tuple[str, float, int]]:
-        """(protocol, fraction, seed) cells of ``job`` not yet in results.csv."""
+    def all_cells(self, job: EncoderJob) -> list[tuple[str, float, int]]:
+        """(protocol, fraction, seed) of every evaluation cell of ``job``."""
         settings = self.study.evaluation
         protocols = [*(settings.protocols if job.frozen else []), *(["finetune"] if job.finetune else [])]
-        done = finished_cells(self.results)
         return [
             (protocol, fraction, seed)
             for protocol in protocols
             for fraction in settings.label_fractions
             for seed in range(settings.seeds)
-            if (dataset, job.encoder_id, protocol, fraction, seed) not in done
         ]
+
+    def eval_cells(self, dataset: str, job: EncoderJob) -> list[tuple[str, float, int]]:
+        """(protocol, fraction, seed) cells of ``job`` not yet in results.csv."""
+        done = finished_cells(self.results)
+        return [cell for cell in self.all_cells(job) if (dataset, job.encoder_id, *cell) not in done]
+
+    def evaluation_values(self) -> dict:
+        s = self.study.evaluation
+        return evaluation_values(
+            k=s.k, n_bootstrap=s.n_bootstrap, finetune_epochs=s.finetune_epochs, patience=s.patience
+        )
+
+    def recorded_encoder(self, dataset: str, job: EncoderJob) -> dict | None:
+        """The settings in ``encoder.json`` of a finished SSL job (None when it is not finished)."""
+        try:
+            meta = json.loads((self.pretrain_dir(dataset, job) / ENCODER_META).read_text())
+        except (OSError, ValueError):
+            return None
+        return meta.get("settings") if isinstance(meta, dict) else None
+
+    def changed_settings(self) -> list[str]:
+        """How the settings of this study differ from those of the results already in ``out``: from
+        config.yaml, then cell by cell from encoder.json and results.csv (empty when nothing changed)."""
+        previous = _previous_config(self.out)
+        if previous and (changes := study_changes(previous, self.study.model_dump(mode="json"))):
+            return changes
+        registry, done = read_registry(self.out), {r.cell: r for r in read_results(self.results)}
+        for name, data_config in self.study.datasets.items():
+            keyed_data = data_settings(data_config.model_dump(mode="json"))
+            for job in [*ssl_jobs(self.study, data_config), *baseline_jobs(self.study)]:
+                encoder = {"spec": job.spec}
+                if job.pretrain is not None:
+                    recorded = self.recorded_encoder(name, job)
+                    if recorded is None:
+                        continue
+                    expected = pretrain_settings(job.pretrain.model_dump(mode="json"))
+                    old = {k: v for k, v in recorded.items() if k != "data_fingerprint"}
+                    if changes := changed_common(old, expected):
+                        return [f"{name}/{job.encoder_id}: {c}" for c in changes]
+                    encoder = recorded
+                for protocol, fraction, seed in self.all_cells(job):
+                    row = done.get((name, job.encoder_id, protocol, fraction, seed))
+                    new = cell_settings(
+                        keyed_data, encoder, evaluation_settings(protocol, self.evaluation_values())
+                    )
+                    if row is None or row.settings_key in ("", settings_key(new)):
+                        continue
+                    old = registry.get(row.settings_key)
+                    changes = changed_common(old, new) if old else [f"results.csv key {row.settings_key}"]
+                    if changes:
+                        return changes
+        return []
 
     def pending_units(self) -> int:
         """Epochs left to pre-train plus evaluation cells left: the progress bar's total."""
@@ -163,13 +249,15 @@ class StudyRunner:
         encoder.meta["encoder_id"] = job.encoder_id
         return encoder
 
-    def evaluate(self, data: PreparedData, job: EncoderJob, encoder: Encoder, advance) -> None:
+    def evaluate(
+        self, data: PreparedData, job: EncoderJob, encoder: Encoder, keyed_data: dict, advance
+    ) -> None:
         settings = self.study.evaluation
         for protocol, fraction, seed in self.eval_cells(data.name, job):
             evaluate_encoder(
                 encoder, data, [protocol], [fraction], [seed], self.out, k=settings.k,
                 n_bootstrap=settings.n_bootstrap, finetune_epochs=settings.finetune_epochs,
-                patience=settings.patience,
+                patience=settings.patience, data_settings=keyed_data,
             )  # fmt: skip
             advance(1)
 
@@ -177,9 +265,10 @@ class StudyRunner:
         data_config = data_config.model_copy(update={"name": name})
         data = prepare_data(data_config, run_dir=self.out / name)
         self.preview(data)
+        keyed_data = data_settings(data_config.model_dump(mode="json"))
         for job in [*ssl_jobs(self.study, data_config), *baseline_jobs(self.study)]:
             encoder = self.encoder(name, job, data, advance)
-            self.evaluate(data, job, encoder, advance)
+            self.evaluate(data, job, encoder, keyed_data, advance)
 
     def preview(self, data: PreparedData) -> None:
         path = self.out / data.name / "augment_preview.png"
@@ -192,7 +281,22 @@ class StudyRunner:
         preset = detect_preset(data.table.modality, data.channels) if preset == "auto" else preset
         augment_preview(data.images[data.split["train"][:64]], [preset], path)
 
+    def check(self) -> None:
+        """Before anything is written: ``out`` is a folder apart from every dataset, and the results already
+        in it were made with this study's settings."""
+        check_out(self.out)
+        for data_config in self.study.datasets.values():
+            check_apart(data_config.path, self.out)
+        changes = self.changed_settings()
+        if changes:
+            raise refuse_changed(
+                f"{self.out}: the study",
+                changes,
+                "Pass --restart to start over (the old run is kept beside it)",
+            )
+
     def run(self) -> Path:
+        self.check()  # out and the settings of earlier results, before anything is written
         preflight(self.study, self.out)  # every prerequisite, before anything is written or trained
         _write_config(self.study, self.out, self.command)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
@@ -200,9 +304,15 @@ class StudyRunner:
         with quiet_lightning_logs(), Progress(*columns, disable=not self.show_progress) as progress:
             task = progress.add_task("study (epochs + cells)", total=self.pending_units())
             advance = lambda n: progress.advance(task, n)  # noqa: E731
-            for name, data_config in self.study.datasets.items():
-                progress.update(task, description=f"study: {name}")
-                self.run_dataset(name, data_config, advance)
+            try:
+                for name, data_config in self.study.datasets.items():
+                    progress.update(task, description=f"study: {name}")
+                    self.run_dataset(name, data_config, advance)
+            except Interrupted:
+                raise Interrupted(
+                    "every finished cell and the last completed pre-training epoch are kept; rerun the same "
+                    "`medssl benchmark` command to continue"
+                ) from None
         return self.out
 
 

@@ -20,6 +20,17 @@ from medssl.data.dataset import PreparedData, prepare_data
 from medssl.errors import ConfigError, DataError, Interrupted
 from medssl.methods import method_class
 from medssl.models.encoder import ENCODER_META, build_encoder, save_encoder
+from medssl.rundir.atomic import remove_stale_temps, write_text
+from medssl.rundir.paths import check_apart, check_out
+from medssl.rundir.settings import (
+    SETTINGS,
+    changed_common,
+    pretrain_settings,
+    read_registry,
+    record_settings,
+    refuse_changed,
+    settings_key,
+)
 from medssl.train.augment import build_augment, detect_preset
 from medssl.train.checkpoint import AtomicCheckpointIO
 from medssl.train.config import PretrainConfig, Recipe, resolve_recipe
@@ -171,8 +182,61 @@ def _check_out(out: Path, resume: bool) -> Path | None:
     """The checkpoint to resume from, or None; refuses to overwrite a run unless resuming."""
     last = out / "checkpoints" / LAST
     if last.exists() and not resume:
-        raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+        raise ConfigError(
+            f"{out}: already holds a run; pass --resume to continue it, --restart to start over (the old run "
+            "is kept beside it), or choose another --out"
+        )
     return last if resume and last.exists() else None
+
+
+def _recorded_settings(out: Path) -> dict | None:
+    """The keyed settings of the run in ``out``: from ``encoder.json``, ``settings.json`` or, for a run
+    written before settings were recorded, its ``config.yaml``."""
+    meta = out / ENCODER_META
+    if meta.is_file():
+        try:
+            recorded = json.loads(meta.read_text()).get("settings")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if isinstance(recorded, dict):
+            return recorded
+    registry = read_registry(out)
+    if registry:
+        return list(registry.values())[-1]
+    if (out / "config.yaml").is_file():
+        try:
+            loaded = yaml.safe_load((out / "config.yaml").read_text())
+        except yaml.YAMLError:
+            return None
+        return pretrain_settings(loaded) if isinstance(loaded, dict) else None
+    return None
+
+
+def _check_resume(out: Path, settings: dict, fingerprint: str | None = None) -> None:
+    """Refuse to resume (or reuse) the run in ``out`` when it was made with other settings or other data.
+
+    Only keys both sides know are compared, so a run from an older medssl with fewer settings resumes.
+    """
+    recorded = _recorded_settings(out)
+    if recorded is None:
+        return
+    fresh = {**settings, **({"data_fingerprint": fingerprint} if fingerprint else {})}
+    changes = changed_common(recorded, fresh)
+    if changes:
+        raise refuse_changed(
+            f"{out}: this run", changes, "Resume it with its own settings, pass --restart to start over"
+        )
+
+
+def _interrupted(trainer: pl.Trainer, out: Path) -> Interrupted:
+    last = out / "checkpoints" / LAST
+    if last.exists():
+        saved = (
+            f"the last completed epoch is saved in {last}; rerun the same command with --resume to continue"
+        )
+    else:
+        saved = "no epoch had finished, so nothing was saved; rerun the same command without --resume"
+    return Interrupted(f"interrupted in epoch {trainer.current_epoch}; {saved}")
 
 
 def pretrain(
@@ -185,16 +249,27 @@ def pretrain(
     """Pre-train ``config.method`` and write ``out/encoder.pt`` + ``encoder.json``; returns ``out``.
 
     ``data`` (already prepared, e.g. shared by a study) is used as given; otherwise it is prepared from
-    ``config.data`` and its split saved in ``out/split.csv``. ``resume`` continues from ``out/checkpoints/last.ckpt``;
-    ``callbacks`` are extra Lightning callbacks.
+    ``config.data`` and its split saved in ``out/split.csv``. ``resume`` continues from
+    ``out/checkpoints/last.ckpt`` after checking, before anything is written, that the run was made with the
+    same settings and data; ``callbacks`` are extra Lightning callbacks.
     """
-    out = Path(out)
+    out = check_out(out)
+    check_apart(config.data.path, out)
     ckpt = _check_out(out, resume)
+    settings = pretrain_settings(config.model_dump(mode="json"))
+    if resume:
+        _check_resume(out, settings)
     if ckpt is None and (out / ENCODER_META).exists() and resume:
         return out
-    out.mkdir(parents=True, exist_ok=True)
     data = data or prepare_data(config.data, run_dir=out)
-    (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    if resume:
+        _check_resume(out, settings, data.fingerprint)
+        remove_stale_temps(out / "checkpoints")
+    settings["data_fingerprint"] = data.fingerprint
+    write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    if ckpt is None:
+        (out / SETTINGS).unlink(missing_ok=True)  # a fresh start records only its own settings
+    record_settings(out, settings)
     module = build_module(config, data, out, world=config.devices)
     steps_per_epoch = min(len(module.batches), config.max_steps_per_epoch or len(module.batches))
     trainer = _trainer(config, out, callbacks or [], steps_per_epoch)
@@ -202,17 +277,16 @@ def pretrain(
         trainer.fit(module, train_dataloaders=index_loader(module.batches), ckpt_path=ckpt, weights_only=True)
     except SystemExit:
         if trainer.state.status == TrainerStatus.INTERRUPTED:
-            raise Interrupted(
-                f"interrupted in epoch {trainer.current_epoch}; the last completed epoch is saved in "
-                f"{out / 'checkpoints' / LAST}; rerun the same command with --resume to continue"
-            ) from None
+            raise _interrupted(trainer, out) from None
         raise
     if trainer.global_rank == 0:
-        _export(module, config, data, out)
+        _export(module, config, data, out, settings)
     return out
 
 
-def _export(module: PretrainModule, config: PretrainConfig, data: PreparedData, out: Path) -> None:
+def _export(
+    module: PretrainModule, config: PretrainConfig, data: PreparedData, out: Path, settings: dict
+) -> None:
     history = read_history(out / "history.csv")
     final = next((row for row in reversed(history) if row.get("knn_accuracy")), {})
     save_encoder(
@@ -230,5 +304,7 @@ def _export(module: PretrainModule, config: PretrainConfig, data: PreparedData, 
         epochs=config.epochs,
         precision=_precision(config),
         knn_accuracy=float(final["knn_accuracy"]) if final else None,
+        settings=settings,
+        settings_key=settings_key(settings),
     )
-    (out / "summary.json").write_text(json.dumps({"history_rows": len(history), **final}, indent=2))
+    write_text(out / "summary.json", json.dumps({"history_rows": len(history), **final}, indent=2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from medssl.errors import TrainingError
+from medssl.rundir.atomic import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -19,21 +19,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            with tmp.open("wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except OSError as error:
-            raise TrainingError(
+        atomic_write(
+            path,
+            lambda tmp: torch.save(checkpoint, tmp),
+            on_error=lambda error: TrainingError(
                 f"{path}: could not write the checkpoint ({error}); the previous one is intact — free disk space "
                 "and rerun the same command with --resume"
-            ) from None
-        finally:  # also on Ctrl+C mid-write: no partial temporary file is left behind
-            tmp.unlink(missing_ok=True)
+            ),
+        )
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any = None, weights_only: bool | None = None

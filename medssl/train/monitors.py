@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from medssl.errors import TrainingError
+from medssl.rundir.atomic import atomic_write
 
 HISTORY_COLUMNS = [
     "epoch",
@@ -52,20 +52,21 @@ def collapse_warning(epoch: int, std: float, rank: float) -> str | None:
 
 def write_history(path: Path, rows: list[dict]) -> None:
     """Rewrite ``history.csv`` atomically with ``rows``."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
-    except OSError as error:
-        raise TrainingError(
+
+    atomic_write(
+        path,
+        write,
+        on_error=lambda error: TrainingError(
             f"{path}: could not write the training history ({error}); the last checkpoint is intact — free "
             "disk space and rerun the same command with --resume"
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        ),
+    )
 
 
 def read_history(path: Path) -> list[dict]:

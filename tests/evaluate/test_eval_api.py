@@ -13,10 +13,10 @@ import torch
 from medssl.errors import ConfigError
 from medssl.evaluate.api import evaluate_cell, evaluate_encoder, load_predictions
 from medssl.evaluate.features import encoder_features
-from medssl.evaluate.results import append_results, read_results
 from medssl.models.encoder import build_encoder
+from medssl.rundir.results import append_results, read_results
 
-# The column order promised in notes/HELPERS.md, written out so that a change to the code is caught here.
+# The column order of results.csv (medssl.rundir.results), written out so that a change to the code is caught here.
 HELPERS_COLUMNS = [
     "dataset",
     "encoder",
@@ -42,6 +42,7 @@ HELPERS_COLUMNS = [
     "collapsed",
     "predictions",
     "wall_s",
+    "settings_key",
 ]
 
 
@@ -69,28 +70,31 @@ def test_evaluate_encoder_end_to_end(tiny_data, encoder, tmp_path) -> None:
     expected_small = sum(math.ceil(0.1 * c) for c in np.bincount(train_labels))
     test_index = tiny_data.split["test"]
     for row in table:
-        assert row["dataset"] == "synthetic" and row["encoder"] == "random-resnet18"
-        assert row["method"] == ("supervised" if row["protocol"] == "finetune" else "random")
-        assert int(row["n_train"]) == (
-            expected_small if row["label_fraction"] == "0.1" else len(train_labels)
-        )
-        assert int(row["n_test"]) == len(test_index)
-        assert float(row["accuracy_ci_low"]) <= float(row["accuracy"]) <= float(row["accuracy_ci_high"])
-        assert row["collapsed"] in ("True", "False")
-        predictions = load_predictions(tmp_path / row["predictions"])
+        assert row.dataset == "synthetic" and row.encoder == "random-resnet18"
+        assert row.method == ("supervised" if row.protocol == "finetune" else "random")
+        assert row.n_train == (expected_small if row.label_fraction == 0.1 else len(train_labels))
+        assert row.n_test == len(test_index)
+        assert row.metric("accuracy_ci_low") <= row.metric("accuracy") <= row.metric("accuracy_ci_high")
+        assert len(row.settings_key) == 16
+        predictions = load_predictions(tmp_path / row.predictions)
         np.testing.assert_array_equal(predictions["test_index"], test_index)
         np.testing.assert_array_equal(predictions["y_true"], tiny_data.labels[test_index])
         np.testing.assert_allclose(predictions["y_prob"].sum(1), 1.0, rtol=1e-5)
         accuracy = np.mean(predictions["y_prob"].argmax(1) == predictions["y_true"])
-        assert float(row["accuracy"]) == pytest.approx(accuracy, abs=1e-6)
+        assert row.metric("accuracy") == pytest.approx(accuracy, abs=1e-6)
     assert (tmp_path / "synthetic/eval/random-resnet18/features.npz").is_file()
 
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert len(metrics["rows"]) == 8 and len(metrics["summary"]) == 8
     assert {"confusion", "accuracy", "n_val"} <= set(metrics["rows"][0])
-    evaluate_encoder(encoder, tiny_data, ["knn"], [1.0], [0], tmp_path, k=20, n_bootstrap=50)
+    again = evaluate_encoder(encoder, tiny_data, ["knn"], [1.0], [0], tmp_path, k=20, n_bootstrap=200)
+    assert again == [] and len(read_results(tmp_path / "results.csv")) == 8  # same settings: skipped
+    with pytest.raises(ConfigError, match=r"evaluation\.n_bootstrap: 200 -> 50.*--replace"):
+        evaluate_encoder(encoder, tiny_data, ["knn"], [1.0], [0], tmp_path, k=20, n_bootstrap=50)
+    evaluate_encoder(encoder, tiny_data, ["knn"], [1.0], [0], tmp_path, k=20, n_bootstrap=50, replace=True)
     assert len(json.loads((tmp_path / "metrics.json").read_text())["rows"]) == 8  # same cell replaced
-    assert len(read_results(tmp_path / "results.csv")) == 9  # results.csv is append-only
+    table = read_results(tmp_path / "results.csv")
+    assert len(table) == 8 and len({row.cell for row in table}) == 8  # replaced, never duplicated
 
 
 def test_knn_cell_subsets_labels_and_same_subset_for_every_encoder(tiny_data, encoder, tmp_path) -> None:
@@ -113,7 +117,9 @@ def test_append_results_writes_header_once(tmp_path) -> None:
     append_results(path, [{"dataset": "b", "collapsed": True}])
     lines = path.read_text().splitlines()
     assert lines[0].split(",") == HELPERS_COLUMNS and len(lines) == 3
-    rows = read_results(path)
+    assert lines[1].split(",")[HELPERS_COLUMNS.index("auroc")] == "nan"
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
     assert rows[0]["accuracy"] == "0.5" and rows[0]["auroc"] == "nan" and rows[1]["collapsed"] == "True"
 
 

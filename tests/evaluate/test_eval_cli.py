@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from medssl.cli import app, main
 from medssl.data.sources.synthetic import CLASS_NAMES, render
 from medssl.errors import ConfigError, DataError
-from medssl.evaluate.results import read_results
+from medssl.rundir.results import read_results
 
 
 def write_image_folder(root: Path, per_class: int = 30) -> Path:
@@ -46,7 +46,7 @@ def test_evaluate_writes_results_and_prints_a_table(evaluated) -> None:
     out, outputs = evaluated
     assert (out / "split.csv").is_file() and (out / "metrics.json").is_file()
     rows = read_results(out / "results.csv")
-    assert [(r["encoder"], r["protocol"]) for r in rows] == [
+    assert [(r.encoder, r.protocol) for r in rows] == [
         ("random-resnet18", "knn"),
         ("random-resnet18", "linear"),
         ("imagenet-efficientnet_lite0", "knn"),
@@ -54,8 +54,8 @@ def test_evaluate_writes_results_and_prints_a_table(evaluated) -> None:
     ]
     table = outputs[1].splitlines()
     linear = next(line for line in table if line.startswith("imagenet") and " linear " in line)
-    row = next(r for r in rows if r["encoder"] == "imagenet-efficientnet_lite0" and r["protocol"] == "linear")
-    assert f"{float(row['accuracy']):.3f} ± 0.000" in linear
+    row = next(r for r in rows if r.encoder == "imagenet-efficientnet_lite0" and r.protocol == "linear")
+    assert f"{row.metric('accuracy'):.3f} ± 0.000" in linear
     assert "results appended to" in outputs[1]
 
 

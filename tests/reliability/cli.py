@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from medssl.cli import main
 
@@ -83,3 +84,18 @@ def history(run: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def tiny_study(folder: Path, cache: Path, pretrain: dict, k: int) -> Path:
+    """``folder/study.yaml``: SimCLR and an untrained ResNet-18 on 160 synthetic 32-px images, kNN only."""
+    config = {
+        "datasets": {"tiny": {"path": "synthetic", "image_size": 32, "cache_dir": str(cache),
+                              "synthetic": {"n_images": 160, "size": 32}}},
+        "methods": ["simclr"],
+        "pretrain": {"knn_k": 10, "accelerator": "cpu", **pretrain},
+        "baselines": ["random:resnet18"],
+        "evaluation": {"protocols": ["knn"], "label_fractions": [1.0], "k": k, "n_bootstrap": 100},
+    }  # fmt: skip
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

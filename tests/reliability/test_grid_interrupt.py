@@ -12,12 +12,11 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-import yaml
 
 from medssl.models.encoder import ENCODER_META
 from medssl.train.api import LAST
 
-from .cli import WAIT, history, medssl, start
+from .cli import WAIT, history, medssl, start, tiny_study
 
 KEY = ("dataset", "encoder", "protocol", "label_fraction", "seed")
 CELLS = {
@@ -27,17 +26,7 @@ CELLS = {
 
 
 def study(tmp_path: Path) -> Path:
-    config = {
-        "datasets": {"tiny": {"path": "synthetic", "image_size": 32, "cache_dir": str(tmp_path / "cache"),
-                              "synthetic": {"n_images": 160, "size": 32}}},
-        "methods": ["simclr"],
-        "pretrain": {"epochs": 3, "batch_size": 16, "knn_k": 10, "accelerator": "cpu"},
-        "baselines": ["random:resnet18"],
-        "evaluation": {"protocols": ["knn"], "label_fractions": [1.0], "k": 10, "n_bootstrap": 100},
-    }  # fmt: skip
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return tiny_study(tmp_path, tmp_path / "cache", {"epochs": 3, "batch_size": 16}, k=10)
 
 
 def test_grid_killed_during_pretraining_resumes_it_and_runs_each_cell_once(tmp_path: Path) -> None:

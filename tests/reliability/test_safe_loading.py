@@ -79,11 +79,11 @@ def test_yaml_python_tags_are_refused(tmp_path: Path, capsys, monkeypatch) -> No
     code, err = run_main(
         capsys, monkeypatch, "pretrain", "--config", str(config), "--out", str(tmp_path / "r")
     )
-    assert_one_error_line(code, err, f"{config}: not valid YAML")
+    assert_one_error_line(code, err, f"{config}: YAML tags such as !!python/... are refused")
     study = tmp_path / "study.yaml"
     study.write_text(EVIL_YAML.format(marker=marker))
     code, err = run_main(capsys, monkeypatch, "benchmark", str(study), "--out", str(tmp_path / "b"))
-    assert_one_error_line(code, err, f"{study}: not valid YAML")
+    assert_one_error_line(code, err, f"{study}: YAML tags such as !!python/... are refused")
     with pytest.raises(ConfigError):
         from medssl.study import load_study
 

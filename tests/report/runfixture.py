@@ -32,8 +32,8 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from medssl.data import DataConfig, prepare_data
-from medssl.evaluate.results import RESULT_COLUMNS
 from medssl.models import build_encoder
+from medssl.rundir.results import RESULT_COLUMNS
 from medssl.train.monitors import HISTORY_COLUMNS
 
 WEIRD_CLASS = '<b>&"x"'

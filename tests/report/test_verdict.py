@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medssl.evaluate.results import RESULT_COLUMNS
+from medssl.errors import DataError
+from medssl.evaluate.compare import better_of, compare_predictions
 from medssl.report import write_report
 from medssl.report.verdict import align, verdict_sentence
+from medssl.rundir.results import RESULT_COLUMNS
 
 SSL = "in-domain SSL (VICReg, resnet18)"
 IMAGENET = "ImageNet frozen (efficientnet_lite0)"
@@ -77,31 +79,32 @@ def _row(encoder: str, method: str, accuracy: float, predictions: str) -> dict:
     }
 
 
+def _minimal_run(root: Path, ssl_correct: np.ndarray, imagenet_correct: np.ndarray) -> list[str]:
+    """results.csv and two predictions files (SSL, ImageNet) on 60 test images; returns the files."""
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(3), 20)
+    files = [
+        _predictions(root, "vicreg-resnet18-random", y, ssl_correct, rng),
+        _predictions(root, "imagenet-efficientnet_lite0", y, imagenet_correct, rng),
+    ]
+    rows = [
+        _row("vicreg-resnet18-random", "vicreg", ssl_correct.mean(), files[0]),
+        _row("imagenet-efficientnet_lite0", "imagenet", imagenet_correct.mean(), files[1]),
+    ]
+    with (root / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return files
+
+
 @pytest.mark.parametrize("ssl_wins", [True, False])
 def test_clear_difference_gives_a_significant_verdict(tmp_path: Path, ssl_wins: bool) -> None:
     """A minimal run (results.csv and predictions only: no config, features or images) still reports."""
     rng = np.random.default_rng(1)
-    y = np.repeat(np.arange(3), 20)
     strong, weak = np.ones(60, bool), rng.random(60) < 0.5
     ssl_correct, imagenet_correct = (strong, weak) if ssl_wins else (weak, strong)
-    rows = [
-        _row(
-            "vicreg-resnet18-random",
-            "vicreg",
-            ssl_correct.mean(),
-            _predictions(tmp_path, "vicreg-resnet18-random", y, ssl_correct, rng),
-        ),
-        _row(
-            "imagenet-efficientnet_lite0",
-            "imagenet",
-            imagenet_correct.mean(),
-            _predictions(tmp_path, "imagenet-efficientnet_lite0", y, imagenet_correct, rng),
-        ),
-    ]
-    with (tmp_path / "results.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    _minimal_run(tmp_path, ssl_correct, imagenet_correct)
     md = write_report(tmp_path, n_bootstrap=500)[0].read_text()
     sentence = next(line for line in md.splitlines() if "points of accuracy" in line)
     gap = f"{100 * abs(strong.mean() - weak.mean()):.1f}"
@@ -113,3 +116,33 @@ def test_clear_difference_gives_a_significant_verdict(tmp_path: Path, ssl_wins: 
         assert f"by {gap} points" in sentence
     assert "p<0.001" in sentence or "p=0.00" in sentence
     assert "Pictures skipped" in md and "No pre-training history.csv" in md
+
+
+def _verdict_line(md: str) -> str:
+    return next(line for line in md.splitlines() if "points of accuracy" in line or "No verdict" in line)
+
+
+@pytest.mark.parametrize("share", [1.0, 0.75, 0.6])
+def test_compare_and_the_report_give_the_same_verdict(tmp_path: Path, share: float) -> None:
+    """Same prediction files: ``medssl compare``'s sentence and the report's verdict agree, figures too."""
+    rng = np.random.default_rng(3)
+    ssl_correct, imagenet_correct = rng.random(60) < share, rng.random(60) < 0.6
+    files = _minimal_run(tmp_path, ssl_correct, imagenet_correct)
+    (comparison,) = compare_predictions(tmp_path / files[0], tmp_path / files[1], ("accuracy",), 500)
+    line = _verdict_line(write_report(tmp_path, n_bootstrap=500)[0].read_text())
+    winner = better_of(comparison.difference, comparison.p_value)
+    expected = {1: "> In-domain SSL", -1: "> ImageNet frozen", 0: "> No significant difference"}[winner]
+    assert line.startswith(expected), (line, comparison)
+    assert f"{100 * abs(comparison.difference):.1f} points" in line
+    assert ("better" in comparison.sentence()) == (winner != 0)
+
+
+def test_compare_and_the_report_both_refuse_different_test_images(tmp_path: Path) -> None:
+    files = _minimal_run(tmp_path, np.ones(60, bool), np.ones(60, bool))
+    path = tmp_path / files[1]
+    data = dict(np.load(path))
+    np.savez(path, **{key: value[:-5] for key, value in data.items()})  # five test images fewer
+    with pytest.raises(DataError, match="not predictions on the same test images"):
+        compare_predictions(tmp_path / files[0], path)
+    line = _verdict_line(write_report(tmp_path, n_bootstrap=200)[0].read_text())
+    assert "No verdict: the prediction files are missing or do not cover the same test images" in line

@@ -178,8 +178,18 @@ def class_folders(path: Path) -> dict[str | None, dict[str, Path]]:
 
 
 def _check_classes(root: Path, folders: dict[str | None, dict[str, Path]], found: dict[Path, int]) -> None:
-    """Strict mode: an empty class folder, or a class absent from official train/test, is an error."""
+    """Strict mode: an empty class folder, a class absent from official train/test, or two class folders that
+    are the same folder (a link) is an error."""
     for per_class in folders.values():
+        seen: dict[Path, str] = {}
+        for name, folder in sorted(per_class.items()):
+            target = folder.resolve()
+            if target in seen:
+                raise DataError(
+                    f"{folder}: class folder '{name}' is the same folder as '{seen[target]}' (a link), so its "
+                    "images would be trained under two labels; remove the link or copy the right images"
+                )
+            seen[target] = name
         for folder in per_class.values():
             if found[folder] == 0:
                 raise DataError(f"{folder}: class folder has no images; add images or remove the folder")

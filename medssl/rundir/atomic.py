@@ -1,0 +1,72 @@
+"""One way to write a file so that a crash, a full disk or a kill never leaves a half-written one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+TEMP_MARK = ".tmp"
+
+
+def temporary_name(path: Path) -> Path:
+    """``dir/.<name>.tmp<pid><suffix>``: hidden, unique per process, ending in the suffix numpy expects."""
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}{path.suffix}")
+
+
+def atomic_write(
+    path: str | Path,
+    write: Callable[[Path], object],
+    on_error: Callable[[OSError], Exception] | None = None,
+) -> Path:
+    """Call ``write(temporary)``, fsync it and rename it over ``path``; the old ``path`` survives any failure.
+
+    ``write`` receives the temporary path (its suffix is ``path``'s, so ``np.save`` keeps the name). An
+    ``OSError`` becomes ``on_error(error)`` when given. The temporary file never outlives the call, also on
+    Ctrl+C.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        write(tmp)
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        if on_error is None:
+            raise
+        raise on_error(error) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text(path: str | Path, text: str, on_error: Callable[[OSError], Exception] | None = None) -> Path:
+    """``atomic_write`` of a UTF-8 text."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), on_error)
+
+
+def write_bytes(
+    path: str | Path, data: bytes, on_error: Callable[[OSError], Exception] | None = None
+) -> Path:
+    """``atomic_write`` of bytes."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), on_error)
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete temporary files that a killed process left in ``folder`` (``.<name>.tmp<pid>...``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(f".*{TEMP_MARK}*") if p.is_file() and _is_temporary(p.name)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _is_temporary(name: str) -> bool:
+    """``.best.ckpt.tmp123.ckpt`` (this helper's names) or ``.best.ckpt.tmp123`` (older releases')."""
+    _, _, rest = name.rpartition(TEMP_MARK)
+    digits = rest.split(".", 1)[0]
+    return name.startswith(".") and digits.isdigit()

@@ -1,0 +1,178 @@
+"""``results.csv``: one row per finished evaluation cell; the schema, its typed reader and its writer.
+
+Rows are appended under an exclusive lock in a single fsynced write, so concurrent writers never interleave
+and a finished cell survives a crash. Every row carries the ``settings_key`` of the settings that made it
+(see ``medssl.rundir.settings``); files written before that column existed still load (key ``""``).
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medssl.evaluate.metrics import METRICS
+from medssl.rundir.atomic import atomic_write
+
+RESULTS = "results.csv"
+CI_COLUMNS = ("accuracy_ci_low", "accuracy_ci_high", "auroc_ci_low", "auroc_ci_high")
+IDENTITY = ("dataset", "encoder", "protocol", "label_fraction", "seed")
+"""What names a cell: a second row with the same identity is the same cell evaluated again."""
+RESULT_COLUMNS = (
+    *("dataset", "encoder", "method", "backbone", "init", "protocol", "label_fraction", "seed"),
+    *("n_train", "n_test"),
+    *METRICS,
+    *CI_COLUMNS,
+    *("collapsed", "predictions", "wall_s", "settings_key"),
+)
+FLOAT_COLUMNS = (*METRICS, *CI_COLUMNS, "wall_s")
+
+CellId = tuple[str, str, str, float, int]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One finished cell of results.csv with typed values (missing numbers are NaN)."""
+
+    dataset: str
+    encoder: str
+    method: str
+    backbone: str
+    init: str
+    protocol: str
+    label_fraction: float
+    seed: int
+    n_train: int
+    n_test: int
+    metrics: dict[str, float]
+    collapsed: bool
+    predictions: str
+    settings_key: str = ""
+
+    def metric(self, name: str) -> float:
+        return self.metrics.get(name, math.nan)
+
+    @property
+    def cell(self) -> CellId:
+        return (self.dataset, self.encoder, self.protocol, self.label_fraction, self.seed)
+
+
+def cell_id(row: Mapping[str, Any]) -> CellId:
+    """The identity of a row given as a mapping (e.g. a freshly evaluated row)."""
+    return (
+        str(row["dataset"]),
+        str(row["encoder"]),
+        str(row["protocol"]),
+        float(row["label_fraction"]),
+        int(row["seed"]),
+    )
+
+
+def parse_float(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def parse_int(text: str | None) -> int:
+    value = parse_float(text)
+    return int(value) if math.isfinite(value) else 0
+
+
+def _bool(text: str | None) -> bool:
+    return (text or "").strip().lower() in ("1", "true", "yes", "y")
+
+
+def _typed(row: Mapping[str, str]) -> Result:
+    return Result(
+        dataset=row["dataset"],
+        encoder=row["encoder"],
+        method=row.get("method") or row["encoder"].split("-")[0],
+        backbone=row.get("backbone") or "",
+        init=row.get("init") or "",
+        protocol=row["protocol"],
+        label_fraction=parse_float(row.get("label_fraction")),
+        seed=parse_int(row.get("seed")),
+        n_train=parse_int(row.get("n_train")),
+        n_test=parse_int(row.get("n_test")),
+        metrics={name: parse_float(row.get(name)) for name in FLOAT_COLUMNS},
+        collapsed=_bool(row.get("collapsed")),
+        predictions=row.get("predictions") or "",
+        settings_key=row.get("settings_key") or "",
+    )
+
+
+def _raw_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return [row for row in csv.DictReader(handle) if row.get("dataset") and row.get("encoder")]
+
+
+def read_results(path: str | Path) -> list[Result]:
+    """The rows of ``path`` (empty if it does not exist); a row without dataset/encoder/protocol (a
+    half-written line) is ignored."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [_typed(row) for row in _raw_rows(path) if row.get("protocol")]
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else repr(round(value, 6))
+    return value
+
+
+def _csv_text(rows: Iterable[Mapping[str, Any]], header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _cell(value) for key, value in row.items()})
+    return buffer.getvalue()
+
+
+def _header(path: Path) -> list[str]:
+    with path.open(newline="") as handle:
+        return next(csv.reader(handle), [])
+
+
+def rewrite_results(
+    path: str | Path,
+    keep: Callable[[Result], bool] = lambda _: True,
+    add: Iterable[Mapping[str, Any]] = (),
+) -> int:
+    """Rewrite ``path`` atomically in the current schema: the rows ``keep`` accepts, then ``add``; returns
+    how many rows were dropped. Replaces a cell in one step, and upgrades a file written before
+    ``settings_key`` existed."""
+    path = Path(path)
+    rows = _raw_rows(path) if path.is_file() else []
+    kept: list[Mapping[str, Any]] = [row for row in rows if row.get("protocol") and keep(_typed(row))]
+    dropped = len(rows) - len(kept)
+    atomic_write(path, lambda tmp: tmp.write_text(_csv_text([*kept, *add], header=True)))
+    return dropped
+
+
+def append_results(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Append ``rows`` (extra keys ignored, missing ones left empty), writing the header if the file is new."""
+    text = _csv_text(rows, header=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.stat().st_size and _header(path) != list(RESULT_COLUMNS):
+        rewrite_results(path)  # an older schema: upgrade it first so the columns line up
+    with path.open("a", newline="") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            header = ",".join(RESULT_COLUMNS) + "\n" if os.fstat(handle.fileno()).st_size == 0 else ""
+            handle.write(header + text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,104 @@
+"""The run-directory formats: atomic writes, the results.csv schema (old files too) and the settings key."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medssl.rundir.atomic import atomic_write, remove_stale_temps, write_text
+from medssl.rundir.results import RESULT_COLUMNS, append_results, read_results, rewrite_results
+from medssl.rundir.settings import (
+    cell_settings,
+    changed_common,
+    changed_settings,
+    evaluation_settings,
+    pretrain_settings,
+    read_registry,
+    record_settings,
+    settings_key,
+)
+
+ROW = {"dataset": "d", "encoder": "e", "method": "m", "protocol": "knn", "label_fraction": 1.0, "seed": 0}
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "a" / "x.json", "old")
+
+    def fail(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(RuntimeError, match="disk"):
+        atomic_write(path, fail, on_error=lambda error: RuntimeError(f"disk: {error}"))
+    assert path.read_text() == "old" and sorted(p.name for p in path.parent.iterdir()) == ["x.json"]
+    atomic_write(tmp_path / "p.npz", lambda tmp: np.savez(tmp, a=np.arange(3)))  # numpy keeps the name
+    assert np.load(tmp_path / "p.npz")["a"].tolist() == [0, 1, 2]
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
+    for name in (".best.ckpt.tmp123", ".last.ckpt.tmp9.ckpt", "best.ckpt", ".hidden", "a.tmp1"):
+        (tmp_path / name).write_text("x")
+    removed = remove_stale_temps(tmp_path)
+    assert sorted(p.name for p in removed) == [".best.ckpt.tmp123", ".last.ckpt.tmp9.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "a.tmp1", "best.ckpt"]
+
+
+OLD_COLUMNS = RESULT_COLUMNS[: RESULT_COLUMNS.index("settings_key")]
+
+
+def test_a_results_file_without_settings_keys_loads_and_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=OLD_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerow({**ROW, "accuracy": "0.5", "collapsed": "False"})
+    (old,) = read_results(path)
+    assert old.settings_key == "" and old.metric("accuracy") == 0.5 and old.cell == ("d", "e", "knn", 1.0, 0)
+    append_results(path, [{**ROW, "seed": 1, "accuracy": 0.75, "settings_key": "abc"}])
+    with path.open(newline="") as handle:
+        assert next(csv.reader(handle)) == list(RESULT_COLUMNS)  # the columns still line up
+    rows = read_results(path)
+    assert [(r.seed, r.metric("accuracy"), r.settings_key) for r in rows] == [(0, 0.5, ""), (1, 0.75, "abc")]
+    assert math.isnan(rows[1].metric("auroc"))
+
+
+def test_rewrite_replaces_a_cell_in_one_step(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    append_results(path, [{**ROW, "accuracy": 0.5}, {**ROW, "seed": 1, "accuracy": 0.6}])
+    dropped = rewrite_results(path, keep=lambda r: r.seed != 0, add=[{**ROW, "accuracy": 0.9}])
+    assert dropped == 1
+    assert [(r.seed, r.metric("accuracy")) for r in read_results(path)] == [(1, 0.6), (0, 0.9)]
+
+
+def test_the_settings_key_is_canonical_and_names_what_changed(tmp_path: Path) -> None:
+    a = {"data": {"image_size": 32, "path": "x"}, "epochs": 1}
+    b = {"epochs": 1, "data": {"path": "x", "image_size": 32}}
+    assert settings_key(a) == settings_key(b) and len(settings_key(a)) == 16
+    assert settings_key({**a, "epochs": 3}) != settings_key(a)
+    assert changed_settings(a, {**a, "epochs": 3, "k": 7}) == ["epochs: 1 -> 3", "k: (none) -> 7"]
+    key = record_settings(tmp_path, a)
+    assert read_registry(tmp_path) == {key: a}
+
+
+def test_runtime_choices_are_not_keyed() -> None:
+    config = {"method": "simclr", "accelerator": "cpu", "devices": 1, "progress_bar": True, "knn_k": 10,
+              "data": {"path": "x", "cache_dir": "/tmp/c", "name": "n", "image_size": 32}}  # fmt: skip
+    assert pretrain_settings(config) == {"method": "simclr", "data": {"path": "x", "image_size": 32}}
+    knn = evaluation_settings("knn", {"k": 5, "n_bootstrap": 100, "patience": 3})
+    linear = evaluation_settings("linear", {"k": 5, "n_bootstrap": 100, "patience": 3})
+    assert knn == {"protocol": "knn", "k": 5, "n_bootstrap": 100} and "k" not in linear
+    assert settings_key(cell_settings({}, {"spec": "random:resnet18"}, knn)) != settings_key(
+        cell_settings({}, {"spec": "imagenet:resnet18"}, knn)
+    )
+
+
+def test_keys_a_newer_medssl_added_are_not_changes() -> None:
+    old = {"data": {"image_size": 32}, "epochs": 1}
+    assert changed_common(old, {"data": {"image_size": 32, "folds": None}, "epochs": 1}) == []
+    assert changed_common(old, {"data": {"image_size": 48, "folds": None}, "epochs": 1}) == [
+        "data.image_size: 32 -> 48"
+    ]
