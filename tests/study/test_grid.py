@@ -116,6 +116,10 @@ def test_bad_study_config_names_the_key(tmp_path: Path) -> None:
 
 
 def test_shipped_configs_validate() -> None:
-    configs = Path(__file__).resolve().parents[2] / "configs"
-    for path in sorted(configs.rglob("*.yaml")):
-        load_study(path)
+    configs = Path(__file__).resolve().parents[2] / "medssl" / "configs"
+    paths = sorted(configs.rglob("*.yaml"))
+    names = {path.relative_to(configs).as_posix() for path in paths}
+    assert {"demo.yaml", "cpu/chest_xray.yaml", "paper/chest_xray.yaml", "paper/kather2016.yaml"} <= names
+    for path in paths:
+        study = load_study(path)
+        assert study.datasets and study.methods, path
