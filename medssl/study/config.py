@@ -9,24 +9,15 @@ from pydantic import Field, field_validator
 
 from medssl.config import StrictModel, load_config
 from medssl.data.dataset import DataConfig
+from medssl.train.config import PretrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
 
 
-class PretrainSettings(StrictModel):
-    """Pre-training settings shared by every SSL cell (the method, backbone, init and seed vary)."""
-
-    recipe: Literal["default", "paper"] = "default"
-    epochs: int = Field(20, ge=1)
-    batch_size: int | None = Field(None, ge=2)
-    lr: float | None = Field(None, gt=0)
-    augment: Literal["auto", "xray", "histology", "generic"] = "auto"
-    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int = Field(1, ge=1)
-    knn_k: int = Field(200, ge=1)
-    knn_every: int = Field(1, ge=1)
-    max_steps_per_epoch: int | None = Field(None, ge=1)
+CELL_AXES = ("method", "backbone", "init", "seed", "data")
+"""Pre-training settings that vary from cell to cell: a study sets them with ``methods``, ``backbones``,
+``inits``, ``pretrain_seeds`` and ``datasets``, never in its ``pretrain`` template."""
 
 
 class EvaluationSettings(StrictModel):
@@ -58,12 +49,26 @@ class StudyConfig(StrictModel):
     backbones: list[str] = ["resnet18"]
     inits: list[Literal["random", "imagenet"]] = ["random"]
     pretrain_seeds: int = Field(1, ge=1)
-    pretrain: PretrainSettings = PretrainSettings()
+    pretrain: PretrainConfig = Field(
+        default_factory=PretrainConfig,
+        description="Template of every SSL cell's PretrainConfig; the method, backbone, init, seed and data vary",
+    )
     baselines: list[str] = Field(
         default_factory=lambda: ["random:resnet18", "imagenet:efficientnet_lite0"],
         description="Frozen baselines as encoder specs: 'random:<bb>' (untrained), 'imagenet:<bb>'",
     )
     evaluation: EvaluationSettings = EvaluationSettings()
+
+    @field_validator("pretrain")
+    @classmethod
+    def _template(cls, value: PretrainConfig) -> PretrainConfig:
+        given = sorted(set(CELL_AXES) & value.model_fields_set)
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} vary per cell: set the study's methods, backbones, inits, pretrain_seeds "
+                "and datasets instead"
+            )
+        return value
 
     @field_validator("baselines", "evaluation")
     @classmethod

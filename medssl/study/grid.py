@@ -45,7 +45,7 @@ from medssl.rundir.settings import (
     refuse_changed,
     settings_key,
 )
-from medssl.study.config import StudyConfig
+from medssl.study.config import CELL_AXES, StudyConfig
 from medssl.study.preflight import preflight
 from medssl.train.api import pretrain
 from medssl.train.config import PretrainConfig
@@ -63,7 +63,6 @@ class EncoderJob:
 
 
 def ssl_jobs(study: StudyConfig, data_config: DataConfig) -> list[EncoderJob]:
-    settings = study.pretrain.model_dump()
     finetune = "ssl" in study.evaluation.finetune
     jobs = []
     for method in study.methods:
@@ -71,10 +70,10 @@ def ssl_jobs(study: StudyConfig, data_config: DataConfig) -> list[EncoderJob]:
             for init in study.inits:
                 for seed in range(study.pretrain_seeds):
                     suffix = f"-s{seed}" if study.pretrain_seeds > 1 else ""
-                    config = PretrainConfig(
-                        **settings, method=method, backbone=backbone, init=init, seed=seed,
-                        data=data_config, progress_bar=False,
-                    )  # fmt: skip
+                    cell = {"method": method, "backbone": backbone, "init": init, "seed": seed}
+                    config = study.pretrain.model_copy(
+                        update={**cell, "data": data_config, "progress_bar": False}
+                    )
                     jobs.append(
                         EncoderJob(f"{method}-{backbone}-{init}{suffix}", pretrain=config, finetune=finetune)
                     )
@@ -109,9 +108,14 @@ def keyed_study(payload: dict) -> dict:
     datasets = payload.get("datasets") or {}
     return {
         "datasets": {name: data_settings(d) for name, d in datasets.items() if isinstance(d, dict)},
-        "pretrain": pretrain_settings({**(payload.get("pretrain") or {}), "data": {}}),
+        "pretrain": pretrain_settings({**_template(payload.get("pretrain") or {}), "data": {}}),
         "evaluation": {k: v for k, v in (payload.get("evaluation") or {}).items() if k not in ENUMERATING},
     }
+
+
+def _template(pretrain: dict) -> dict:
+    """A study's pre-training template without the settings that vary per cell."""
+    return {key: value for key, value in pretrain.items() if key not in CELL_AXES}
 
 
 def study_changes(old: dict, new: dict) -> list[str]:
@@ -137,6 +141,7 @@ def _write_config(study: StudyConfig, out: Path, command: str | None) -> None:
     path = out / "config.yaml"
     previous = _previous_config(out)
     payload = study.model_dump(mode="json")
+    payload["pretrain"] = _template(payload["pretrain"])
     payload["command"] = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     payload["machine"] = previous.get("machine", _machine())
     payload["started"] = previous.get("started", dt.datetime.now().isoformat(timespec="seconds"))

@@ -123,3 +123,25 @@ def test_shipped_configs_validate() -> None:
     for path in paths:
         study = load_study(path)
         assert study.datasets and study.methods, path
+
+
+def test_the_pretrain_template_reaches_every_cell_and_refuses_per_cell_keys(tmp_path: Path) -> None:
+    from medssl.study.grid import ssl_jobs
+
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "datasets: {x: {path: synthetic}}\nmethods: [simclr, vicreg]\n"
+        "pretrain: {epochs: 3, weight_decay: 0.001, precision: 32-true, knn_bank_size: 100}\n"
+    )
+    study = load_study(path)
+    jobs = ssl_jobs(study, study.datasets["x"])
+    assert [job.pretrain.method for job in jobs] == ["simclr", "vicreg"]
+    for job in jobs:
+        assert (job.pretrain.epochs, job.pretrain.weight_decay, job.pretrain.precision) == (
+            3,
+            0.001,
+            "32-true",
+        )
+        assert job.pretrain.knn_bank_size == 100 and not job.pretrain.progress_bar
+    with pytest.raises(ConfigError, match="pretrain: Value error, method vary per cell"):
+        load_study(path, ["pretrain.method=byol"])
