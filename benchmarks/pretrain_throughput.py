@@ -112,7 +112,7 @@ def pretrain_config(args: argparse.Namespace, device: torch.device) -> PretrainC
 
 def time_augment(args: argparse.Namespace, data: PreparedData, device: torch.device) -> float:
     """images/s of medssl's input path alone: gather a batch on the device and augment it into two views."""
-    module = build_module(pretrain_config(args, device), data, out=None).to(device)
+    module = build_module(pretrain_config(args, device), data).to(device)
     module.images = module.images.to(device)
     batches = forever(module.batches)
     start = 0.0
@@ -127,7 +127,7 @@ def time_augment(args: argparse.Namespace, data: PreparedData, device: torch.dev
 def time_medssl(args: argparse.Namespace, data: PreparedData, device: torch.device) -> float:
     """images/s of medssl's real training step under a Lightning Trainer, warm-up excluded."""
     config = pretrain_config(args, device)
-    module = build_module(config, data, out=None)
+    module = build_module(config, data)
     timer = StepTimer(args.warmup, args.steps)
     with tempfile.TemporaryDirectory(prefix="medssl-throughput-") as logs:
         trainer = pl.Trainer(

@@ -49,7 +49,7 @@ from medssl.data.dataset import PreparedData
 from medssl.train.api import _precision, pretrain
 from medssl.train.config import PretrainConfig
 from medssl.train.module import PretrainModule
-from medssl.train.monitors import read_history
+from medssl.train.monitors import EpochHistory, ValidationKNN, read_history
 
 DEFAULT_TARGETS = [0.86, 0.88, 0.9]
 RECIPES = ("paper", "default")
@@ -59,7 +59,7 @@ class StopAtTarget(EarlyStopping):
     """Records each epoch's monitor result and stops once the smoothed ``metric`` reaches ``target`` (the
     highest of the targets asked for: the curve then holds the times to every lower one too).
 
-    An ``EarlyStopping`` so that Lightning calls it after the module's own ``on_train_epoch_end`` (where the
+    An ``EarlyStopping`` so that Lightning calls it after the plain callbacks' ``on_train_epoch_end`` (where the
     kNN monitor runs and ``history.csv`` is written); the stopping rule is ours (``>=``, no patience).
     """
 
@@ -75,13 +75,14 @@ class StopAtTarget(EarlyStopping):
 
     def on_train_start(self, trainer: pl.Trainer, module: PretrainModule) -> None:
         if self.measure_random_init:
-            bank, val = module.features(module.knn_bank), module.features(module.split["val"])
-            self.random_init_accuracy = module.knn_accuracies(bank, val)[self.metric]
+            knn = next(c for c in trainer.callbacks if isinstance(c, ValidationKNN))
+            self.random_init_accuracy = knn.measure(module)[self.metric]
         self.start = clock(module.device)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: PretrainModule) -> None:
         seconds = clock(module.device) - self.start
-        row = read_history(module.history_path)[-1]
+        history = next(c for c in trainer.callbacks if isinstance(c, EpochHistory))
+        row = read_history(history.path)[-1]
         if int(row["epoch"]) != trainer.current_epoch or not row.get(self.metric):
             return  # no monitor this epoch (--knn-every > 1)
         accuracy = float(row[self.metric])

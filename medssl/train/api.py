@@ -36,7 +36,7 @@ from medssl.train.checkpoint import AtomicCheckpointIO
 from medssl.train.config import PretrainConfig, Recipe, resolve_recipe
 from medssl.train.loader import IndexBatches, index_loader
 from medssl.train.module import PretrainModule
-from medssl.train.monitors import read_history
+from medssl.train.monitors import EpochHistory, FiniteLoss, ValidationKNN, read_history
 
 LAST = "last.ckpt"
 
@@ -89,9 +89,7 @@ def _batch_size(recipe: Recipe, n_train: int, world: int) -> int:
     return recipe.batch_size
 
 
-def build_module(
-    config: PretrainConfig, data: PreparedData, out: Path | None, world: int = 1
-) -> PretrainModule:
+def build_module(config: PretrainConfig, data: PreparedData, world: int = 1) -> PretrainModule:
     """The Lightning module for ``config`` on ``data`` (no Trainer): usable from a notebook or a test."""
     method_type = method_class(config.method)
     pl.seed_everything(config.seed, workers=True, verbose=False)
@@ -109,22 +107,18 @@ def build_module(
     )  # RAM copy of the memmap
     train = torch.as_tensor(data.split["train"], dtype=torch.long)
     batches = IndexBatches(train, recipe.batch_size, config.seed)
-    module = PretrainModule(
-        method,
-        build_augment(preset, data.image_size, data.channels),
-        images,
-        data.labels,
-        data.split,
-        batches,
-        recipe,
-        config.epochs,
-        knn_k=config.knn_k,
-        knn_every=config.knn_every,
-        knn_bank_size=config.knn_bank_size,
-        history_path=out / "history.csv" if out else None,
-    )
+    augment = build_augment(preset, data.image_size, data.channels)
+    module = PretrainModule(method, augment, images, batches, recipe, config.epochs)
     module.augment_preset = preset
     return module
+
+
+def monitor_callbacks(config: PretrainConfig, data: PreparedData, module: PretrainModule, out: Path) -> list:
+    """The NaN guard, the validation kNN monitor and the ``history.csv`` writer, in the order they must run."""
+    knn = ValidationKNN(
+        data.labels, data.split, config.knn_k, config.knn_every, config.knn_bank_size, config.epochs
+    )
+    return [FiniteLoss(), knn, EpochHistory(out / "history.csv", module.recipe.batch_size, knn)]
 
 
 class _ShardBatches(pl.Callback):
@@ -167,7 +161,7 @@ def _trainer(
         sync_batchnorm=config.devices > 1 and _on_gpu(config),
         precision=_precision(config),
         logger=[CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="logs", version="")],
-        callbacks=[*checkpoint_callbacks(out / "checkpoints"), _ShardBatches(), *callbacks],
+        callbacks=[*callbacks, _ShardBatches(), *checkpoint_callbacks(out / "checkpoints")],
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
         enable_progress_bar=config.progress_bar,
@@ -270,9 +264,10 @@ def pretrain(
     if ckpt is None:
         (out / SETTINGS).unlink(missing_ok=True)  # a fresh start records only its own settings
     record_settings(out, settings)
-    module = build_module(config, data, out, world=config.devices)
+    module = build_module(config, data, world=config.devices)
     steps_per_epoch = min(len(module.batches), config.max_steps_per_epoch or len(module.batches))
-    trainer = _trainer(config, out, callbacks or [], steps_per_epoch)
+    watch = monitor_callbacks(config, data, module, out)
+    trainer = _trainer(config, out, [*(callbacks or []), *watch], steps_per_epoch)
     try:
         trainer.fit(module, train_dataloaders=index_loader(module.batches), ckpt_path=ckpt, weights_only=True)
     except SystemExit:

@@ -171,7 +171,7 @@ def test_one_training_image_is_refused(tiny_data, pixel_cache: Path) -> None:
     one = dataclasses.replace(tiny_data, split={**tiny_data.split, "train": tiny_data.split["train"][:1]})
     config = PretrainConfig(progress_bar=False, data=tiny_config(pixel_cache))
     with pytest.raises(DataError, match="only 1 training images; self-supervised training needs at least 2"):
-        build_module(config, one, out=None)
+        build_module(config, one)
 
 
 def _manifest(root: Path, rows: list[tuple[str, str, str]]) -> Path:

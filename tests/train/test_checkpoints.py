@@ -14,9 +14,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from medssl.train import monitors
 from medssl.train.api import pretrain
 from medssl.train.config import PretrainConfig
-from medssl.train.module import PretrainModule
 
 from ..conftest import PRECISIONS, tiny_config
 
@@ -30,11 +30,14 @@ def config(cache: Path, precision: str, **overrides) -> PretrainConfig:
 def worsening_monitor(monkeypatch: pytest.MonkeyPatch) -> None:
     """Validation kNN accuracy that falls every epoch: 1.0, 0.5, 0.33, ..."""
 
-    def knn_accuracies(self: PretrainModule, bank, query) -> dict[str, float]:
-        score = 1.0 / (self.current_epoch + 1)
+    calls = []
+
+    def knn_accuracies(*args, **kwargs) -> dict[str, float]:
+        calls.append(1)
+        score = 1.0 / len(calls)
         return {"knn_accuracy": score, "knn_balanced_accuracy": score}
 
-    monkeypatch.setattr(PretrainModule, "knn_accuracies", knn_accuracies)
+    monkeypatch.setattr(monitors, "knn_accuracies", knn_accuracies)
 
 
 class StopAfterEpoch(pl.Callback):

@@ -14,7 +14,7 @@ from medssl import load_encoder
 from medssl.errors import TrainingError
 from medssl.evaluate.features import extract_features
 from medssl.models.backbones import build_backbone
-from medssl.train.api import build_module, pretrain
+from medssl.train.api import pretrain
 from medssl.train.config import PretrainConfig
 
 from ..conftest import tiny_config
@@ -108,7 +108,9 @@ class DeferFiniteChecks(pl.Callback):
     """The GPU's schedule on the CPU: the loss is read on the host only at the end of each epoch."""
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:  # after on_fit_start
-        module.finite_check_every = 10**9
+        from medssl.train.monitors import FiniteLoss
+
+        next(c for c in trainer.callbacks if isinstance(c, FiniteLoss)).every = 10**9
 
 
 def test_nan_seen_between_periodic_checks_still_stops_before_the_checkpoint(
@@ -122,16 +124,17 @@ def test_nan_seen_between_periodic_checks_still_stops_before_the_checkpoint(
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
 
 
-def test_validation_knn_scores_include_balanced_accuracy(pixel_cache: Path, tiny_data) -> None:
-    module = build_module(config(pixel_cache), tiny_data, out=None)
-    n_classes = int(module.labels.max()) + 1
-    bank_labels, val_labels = module.labels[module.knn_bank], module.labels[module.split["val"]]
+def test_validation_knn_scores_include_balanced_accuracy(tiny_data) -> None:
+    from medssl.train.monitors import knn_accuracies
+
+    labels = tiny_data.labels
+    bank_labels, val_labels = labels[tiny_data.split["train"]], labels[tiny_data.split["val"]]
+    n_classes = int(labels.max()) + 1
     bank = np.eye(n_classes)[bank_labels]
-    assert module.knn_accuracies(bank, np.eye(n_classes)[val_labels]) == {
-        "knn_accuracy": 1.0,
-        "knn_balanced_accuracy": 1.0,
-    }
-    scores = module.knn_accuracies(bank, np.ones((len(val_labels), n_classes)))  # one class for every query
+    perfect = knn_accuracies(bank, bank_labels, np.eye(n_classes)[val_labels], val_labels, k=20)
+    assert perfect == {"knn_accuracy": 1.0, "knn_balanced_accuracy": 1.0}
+    one_class = np.ones((len(val_labels), n_classes))  # every query is as near to every class
+    scores = knn_accuracies(bank, bank_labels, one_class, val_labels, k=20)
     shares = [np.mean(val_labels == c) for c in range(n_classes)]
     assert any(scores["knn_accuracy"] == pytest.approx(share) for share in shares)
     assert scores["knn_balanced_accuracy"] == pytest.approx(1 / len(np.unique(val_labels)))
