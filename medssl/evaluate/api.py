@@ -35,6 +35,7 @@ from medssl.models.encoder import Encoder, encoder_from_spec
 from medssl.rundir.atomic import write_text
 from medssl.rundir.predictions import load_predictions, predictions_name, save_predictions
 from medssl.rundir.results import RESULTS, append_results, cell_id, read_results, rewrite_results
+from medssl.rundir.retrieval import RETRIEVAL, retrieval_sample, save_retrieval
 from medssl.rundir.settings import (
     cell_settings,
     changed_common,
@@ -374,6 +375,15 @@ def _record(out_dir: Path, row: dict[str, Any], cell: PlannedCell) -> None:
         append_results(path, [row])
 
 
+def _write_retrieval(features: Features, data: PreparedData, path: Path) -> None:
+    """The report's retrieval images for these features, while the pixels are at hand."""
+    f = features
+    sample = retrieval_sample(
+        f.train, f.train_labels, f.train_index, f.test, f.test_labels, f.test_index, data.images
+    )
+    save_retrieval(path, sample)
+
+
 def evaluate_encoder(
     spec_or_encoder: str | Encoder,
     data: PreparedData,
@@ -435,6 +445,7 @@ def evaluate_encoder(
     features = None
     if any(cell.protocol in FROZEN_PROTOCOLS for cell in plan):
         features = encoder_features(encoder, data, eval_dir / "features.npz", device=device)
+        _write_retrieval(features, data, eval_dir / RETRIEVAL)
     rows: list[dict[str, Any]] = []
     for cell in plan:
         protocol, fraction, seed = cell.protocol, cell.fraction, cell.seed

@@ -5,15 +5,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
-from medssl.common.knn import nearest_neighbours
 from medssl.report import figures
 from medssl.report.context import Context, note, provenance, slug
 from medssl.report.document import Block, Figure, Gallery, Heading, Span
 from medssl.report.tables import PROTOCOL_NAMES, best_protocol, format_fraction, label_efficiency
-
-RETRIEVAL_QUERIES = 6
-RETRIEVAL_K = 5
-FEATURE_KEYS = ("train", "test", "train_index", "test_index", "train_labels", "test_labels")
 
 
 def label_efficiency_blocks(ctx: Context) -> list[Block]:
@@ -127,43 +122,21 @@ def confusion_blocks(ctx: Context) -> list[Block]:
     return [*blocks, figure, provenance(ctx.run, *files)]
 
 
-def query_positions(labels: np.ndarray, count: int) -> np.ndarray:
-    """Up to ``count`` test positions, cycling through the classes (first of each class, then second...)."""
-    per_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    chosen: list[int] = []
-    for rank in range(max((len(p) for p in per_class), default=0)):
-        chosen += [int(p[rank]) for p in per_class if rank < len(p)]
-    return np.array(chosen[:count], dtype=np.int64)
-
-
-def _matches(features: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray) -> bool:
-    """Whether the features' image indices and labels agree with the dataset loaded now."""
-    indices = np.concatenate([features["train_index"], features["test_index"]])
-    if len(indices) == 0 or indices.min() < 0 or indices.max() >= len(images):
-        return False
-    return np.array_equal(labels[features["train_index"]], features["train_labels"]) and np.array_equal(
-        labels[features["test_index"]], features["test_labels"]
-    )
-
-
-def _retrieval_figure(ctx: Context, encoder: str, label: str, f: dict[str, np.ndarray], images) -> Figure:
-    k = min(RETRIEVAL_K, len(f["train"]))
-    nearest = nearest_neighbours(f["train"], f["test"], k)
-    agreement = 100 * float(np.mean(f["train_labels"][nearest] == f["test_labels"][:, None]))
-    q = query_positions(f["test_labels"], RETRIEVAL_QUERIES)
+def _retrieval_figure(ctx: Context, encoder: str, label: str, sample: dict[str, np.ndarray]) -> Figure:
     png = figures.retrieval_figure(
-        images[f["test_index"][q]],
-        f["test_labels"][q],
-        images[f["train_index"][nearest[q]]],
-        f["train_labels"][nearest[q]],
+        sample["query_images"],
+        sample["query_labels"],
+        sample["neighbour_images"],
+        sample["neighbour_labels"],
         ctx.class_names,
     )
+    k, n_test = int(sample["k"]), int(sample["n_test"])
     caption = [
         Span(label, "strong"),
         Span(
-            f": {len(q)} test images (left) and their {k} nearest training images by cosine similarity of "
-            f"features; red border = a different class. Over all {len(f['test'])} test images, "
-            f"{agreement:.1f}% of the {k} nearest neighbours share the query's class."
+            f": {len(sample['query_labels'])} test images (left) and their {k} nearest training images by cosine "
+            f"similarity of features; red border = a different class. Over all {n_test} test images, "
+            f"{100 * float(sample['agreement']):.1f}% of the {k} nearest neighbours share the query's class."
         ),
     ]
     return Figure(f"{ctx.key}-retrieval-{slug(encoder)}", png, caption, f"Retrieval: {label}", wide=False)
@@ -171,32 +144,14 @@ def _retrieval_figure(ctx: Context, encoder: str, label: str, f: dict[str, np.nd
 
 def retrieval_blocks(ctx: Context) -> list[Block]:
     blocks: list[Block] = [Heading("Nearest-neighbour retrieval", 3)]
-    pixels = ctx.run.pixels(ctx.dataset)
-    if pixels.images is None or pixels.labels is None:
-        return [
-            *blocks,
-            note(f"Pictures skipped: {pixels.problem}. The numbers and other figures are unaffected."),
-        ]
-    gallery, mismatched = [], []
+    gallery = []
     for encoder, label in ctx.labels.items():
-        f = ctx.run.features(ctx.dataset, encoder)
-        if f is None or any(key not in f for key in FEATURE_KEYS) or len(f["test"]) == 0:
-            continue
-        if not _matches(f, pixels.images, pixels.labels):
-            mismatched.append(label)
-            continue
-        gallery.append(_retrieval_figure(ctx, encoder, label, f, pixels.images))
-    if mismatched:
-        blocks.append(
-            note(f"Skipped {', '.join(mismatched)}: the dataset's images no longer match the features.")
-        )
+        sample = ctx.run.retrieval(ctx.dataset, encoder)
+        if sample is not None and len(sample["query_labels"]):
+            gallery.append(_retrieval_figure(ctx, encoder, label, sample))
     if not gallery:
-        return blocks if mismatched else [*blocks, note("No encoder has features to retrieve with.")]
-    return [
-        *blocks,
-        Gallery(gallery),
-        provenance(ctx.run, f"{ctx.dataset}/eval/*/features.npz", "config.yaml"),
-    ]
+        return [*blocks, note("No encoder has retrieval images (they are written with the features).")]
+    return [*blocks, Gallery(gallery), provenance(ctx.run, f"{ctx.dataset}/eval/*/retrieval.npz")]
 
 
 def augment_blocks(ctx: Context) -> list[Block]:

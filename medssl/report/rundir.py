@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from medssl.errors import DataError, MedsslError
+from medssl.errors import DataError
 from medssl.rundir.predictions import load_predictions
 from medssl.rundir.results import RESULTS, Result, parse_float, parse_int, read_results
+from medssl.rundir.retrieval import RETRIEVAL, load_retrieval
 from medssl.rundir.settings import read_registry
 
 CONFIG = "config.yaml"
@@ -31,15 +32,6 @@ class SplitSummary:
 
 
 @dataclass
-class Pixels:
-    """The dataset images (N, H, W, C) uint8 that features.npz indices point into, or why they are missing."""
-
-    images: np.ndarray | None
-    labels: np.ndarray | None
-    problem: str = ""
-
-
-@dataclass
 class RunDir:
     """A benchmark output directory, read lazily and never written to (except by ``write_report``)."""
 
@@ -48,7 +40,6 @@ class RunDir:
     results: list[Result]
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     """settings.json: what each results row's ``settings_key`` stands for."""
-    _pixels: dict[str, Pixels] = field(default_factory=dict)
     _splits: dict[str, SplitSummary | None] = field(default_factory=dict)
 
     @classmethod
@@ -157,29 +148,9 @@ class RunDir:
         data = path.read_bytes()
         return data if data.startswith(PNG_SIGNATURE) else None
 
-    def pixels(self, dataset: str) -> Pixels:
-        """The dataset's images via ``prepare_data`` (run's config and split), or why not."""
-        if dataset not in self._pixels:
-            self._pixels[dataset] = self._load_pixels(dataset)
-        return self._pixels[dataset]
-
-    def _load_pixels(self, dataset: str) -> Pixels:
-        from pydantic import ValidationError
-
-        from medssl.data import DataConfig, prepare_data
-
-        settings = (self.config.get("datasets") or {}).get(dataset)
-        if not isinstance(settings, dict):
-            return Pixels(None, None, f"{CONFIG} has no settings for dataset '{dataset}'")
-        if not (self.root / dataset / "split.csv").is_file():
-            return Pixels(None, None, f"{dataset}/split.csv is missing, so test images cannot be matched")
-        known = {k: v for k, v in settings.items() if k in DataConfig.model_fields}
-        try:
-            data = prepare_data(DataConfig(**known), run_dir=self.root / dataset)
-        except (MedsslError, ValidationError, OSError, ValueError) as error:
-            first_line = str(error).splitlines()[0] if str(error) else error.__class__.__name__
-            return Pixels(None, None, f"the images could not be loaded ({first_line})")
-        return Pixels(np.asarray(data.images), data.labels)
+    def retrieval(self, dataset: str, encoder: str) -> dict[str, np.ndarray] | None:
+        """The retrieval images evaluation wrote beside the encoder's features (None when missing)."""
+        return load_retrieval(self.root / dataset / "eval" / encoder / RETRIEVAL)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray] | None:

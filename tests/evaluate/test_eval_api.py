@@ -135,3 +135,24 @@ def test_frozen_and_finetune_protocols_use_the_same_labelled_images(tiny_data) -
         )
         expected = label_subset(tiny_data.labels, train_index, fraction, seed)
         np.testing.assert_array_equal(np.sort(train_index[shuffled][positions]), expected)
+
+
+def test_evaluation_writes_the_reports_retrieval_images_from_the_dataset(
+    tiny_data, encoder, tmp_path
+) -> None:
+    from medssl.common.knn import nearest_neighbours
+    from medssl.evaluate.features import Features
+    from medssl.rundir.retrieval import RETRIEVAL_K, load_retrieval
+
+    evaluate_encoder(encoder, tiny_data, ["knn"], [1.0], 1, tmp_path, k=20, n_bootstrap=200)
+    eval_dir = tmp_path / tiny_data.name / "eval" / "random-resnet18"
+    sample = load_retrieval(eval_dir / "retrieval.npz")
+    features = Features.load(eval_dir / "features.npz")
+    queries = sample["query_images"]
+    test_images = tiny_data.images[tiny_data.split["test"]]
+    first = next(i for i, image in enumerate(test_images) if np.array_equal(image, queries[0]))
+    nearest = nearest_neighbours(features.train, features.test[first : first + 1], RETRIEVAL_K)[0]
+    np.testing.assert_array_equal(
+        sample["neighbour_images"][0], tiny_data.images[features.train_index[nearest]]
+    )
+    assert len(set(sample["query_labels"].tolist())) == len(np.unique(tiny_data.labels))  # every class shown

@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_limits
 from medssl.data import DataConfig, prepare_data
 from medssl.models import build_encoder
 from medssl.rundir.results import RESULT_COLUMNS
+from medssl.rundir.retrieval import RETRIEVAL, retrieval_sample, save_retrieval
 from medssl.train.monitors import HISTORY_COLUMNS
 
 WEIRD_CLASS = '<b>&"x"'
@@ -198,6 +199,9 @@ def _history(path: Path, encoder_id: str) -> None:
             )
 
 
+RETRIEVAL_PARTS = ("train", "train_labels", "train_index", "test", "test_labels", "test_index")
+
+
 def _preview(path: Path, images: np.ndarray) -> None:
     grid = np.concatenate([np.concatenate(list(images[r * 6 : r * 6 + 6]), axis=1) for r in range(2)], axis=0)
     buffer = io.BytesIO()
@@ -206,7 +210,7 @@ def _preview(path: Path, images: np.ndarray) -> None:
 
 
 def build_run(root: Path, cache: Path) -> Path:
-    """Write a complete run directory at ``root`` (see notes/HELPERS.md for the format)."""
+    """Write a complete run directory at ``root`` (formats: docs/architecture.md)."""
     with threadpool_limits(limits=1):  # tiny matrices: BLAS threads only contend on a shared machine
         return _build_run(root, cache)
 
@@ -231,6 +235,8 @@ def _build_run(root: Path, cache: Path) -> Path:
             parts |= {f"{p}_index": split[p] for p in ("train", "val", "test")}
             (root / plan.name / "eval" / encoder_id).mkdir(parents=True, exist_ok=True)
             np.savez(root / plan.name / "eval" / encoder_id / "features.npz", **parts)
+            sample = retrieval_sample(*(parts[k] for k in RETRIEVAL_PARTS), images)
+            save_retrieval(root / plan.name / "eval" / encoder_id / RETRIEVAL, sample)
             protocols = ["knn", "knn_weighted", "linear"]
             if encoder_id.split("-")[0] in ("imagenet", "random"):
                 protocols.append("finetune")

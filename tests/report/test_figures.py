@@ -10,7 +10,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from medssl.common.knn import nearest_neighbours
 from medssl.report.figures import OPENTSNE_MIN_POINTS, retrieval_figure, tsne_embed
-from medssl.report.plots import query_positions
+from medssl.rundir.retrieval import query_positions
 
 
 def _blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

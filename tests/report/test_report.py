@@ -117,14 +117,24 @@ def moved_data_run(run_dir: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def test_missing_pixels_skip_only_the_pictures(moved_data_run: Path) -> None:
+def test_the_report_never_needs_the_dataset_and_says_when_retrieval_images_are_missing(
+    moved_data_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medssl.data.dataset
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the report decoded a dataset")
+
+    monkeypatch.setattr(medssl.data.dataset, "prepare_data", no_decoding)
+    for path in (moved_data_run / "tissue3" / "eval").glob("*/retrieval.npz"):
+        path.unlink()  # a run made before retrieval images were written
     md_path, html_path = write_report(moved_data_run, n_bootstrap=200)
     md = md_path.read_text()
     tissue, tissue3 = md.split("\n## tissue\n", 1)[1].split("\n## tissue3\n", 1)
-    assert "Pictures skipped" in tissue and "retrieval-" not in tissue
-    assert "retrieval-" in tissue3 and "Pictures skipped" not in tissue3
+    assert "retrieval-" in tissue and "No encoder has retrieval images" not in tissue  # its data moved away
+    assert "retrieval-" not in tissue3 and "No encoder has retrieval images" in tissue3
     assert "t-SNE" in tissue and "report_files/d1-tissue-confusion.png" in tissue
-    assert "Pictures skipped" in html_path.read_text()
+    assert "No encoder has retrieval images" in html_path.read_text()
 
 
 def test_stale_figures_are_removed_and_reruns_are_stable(moved_data_run: Path) -> None:

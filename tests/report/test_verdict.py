@@ -115,7 +115,7 @@ def test_clear_difference_gives_a_significant_verdict(tmp_path: Path, ssl_wins: 
         assert sentence.startswith(r"> ImageNet frozen (efficientnet\_lite0) is better than in-domain SSL")
         assert f"by {gap} points" in sentence
     assert "p<0.001" in sentence or "p=0.00" in sentence
-    assert "Pictures skipped" in md and "No pre-training history.csv" in md
+    assert "No encoder has retrieval images" in md and "No pre-training history.csv" in md
 
 
 def _verdict_line(md: str) -> str:
