@@ -81,8 +81,6 @@ def build_module(
         config.method, encoder, gather_distributed=world > 1, **(options if config.method == "mocov2" else {})
     )
     method = method.to(memory_format=torch.channels_last)
-    if config.compile:
-        method.encoder.backbone = torch.compile(method.encoder.backbone)
     preset = config.augment if config.augment != "auto" else detect_preset(data.table.modality, data.channels)
     images = (
         torch.from_numpy(np.array(data.images)).permute(0, 3, 1, 2).contiguous()
@@ -91,7 +89,7 @@ def build_module(
     batches = IndexBatches(train, recipe.batch_size, config.seed)
     module = PretrainModule(
         method,
-        build_augment(preset, data.image_size, data.channels),
+        build_augment(preset, data.image_size, data.channels, backend=config.augment_backend),
         images,
         data.labels,
         data.split,
@@ -102,6 +100,7 @@ def build_module(
         knn_every=config.knn_every,
         knn_bank_size=config.knn_bank_size,
         history_path=out / "history.csv" if out else None,
+        compile_step=config.compile,
     )
     module.augment_preset = preset
     return module

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ class PretrainModule(pl.LightningModule):
         knn_every: int = 1,
         knn_bank_size: int = 5000,
         history_path: Path | None = None,
+        compile_step: bool = False,
     ) -> None:
         super().__init__()
         self.method = method
@@ -65,6 +67,8 @@ class PretrainModule(pl.LightningModule):
         self._steps = 0
         self._first_bad_step = torch.full((), -1)
         self.finite_check_every = 1
+        self.compile_step = compile_step
+        self._step_loss = self.step_loss
 
     # -- set-up ---------------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -86,6 +90,8 @@ class PretrainModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         self.images = self.images.to(self.device)
         self.finite_check_every = 1 if self.device.type == "cpu" else FINITE_CHECK_EVERY
+        if self.compile_step:
+            self._step_loss = compiled_step(self.step_loss, self.images)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
@@ -105,11 +111,18 @@ class PretrainModule(pl.LightningModule):
             view0, view1 = self.augment(torch.cat([x, x])).chunk(2)
         return view0, view1
 
+    def step_loss(self, indices: torch.Tensor) -> torch.Tensor:
+        """The capturable part of a step (``indices`` on the device): gather, augment both views, forward, loss.
+
+        With ``compile_step`` it runs compiled (its backward too); it has no host sync and static shapes.
+        """
+        view0, view1 = self.views(indices)
+        return self.method.loss(view0, view1)
+
     def training_step(self, indices: torch.Tensor, batch_idx: int) -> torch.Tensor:
         # Augmentation randomness depends only on (seed, step, rank): a resumed run draws the same views.
         torch.manual_seed(self.batches.seed * 1_000_003 + self.global_step * 7919 + self.global_rank)
-        view0, view1 = self.views(indices)
-        loss = self.method.loss(view0, view1)
+        loss = self._step_loss(indices.to(self.images.device, non_blocking=True))
         self._note_non_finite(loss, batch_idx)
         if (batch_idx + 1) % self.finite_check_every == 0:
             self._raise_if_non_finite()
@@ -192,6 +205,15 @@ class PretrainModule(pl.LightningModule):
         previous_wall = float(rows[-1]["wall_s"]) if rows else 0.0
         row["wall_s"] = previous_wall + time.perf_counter() - self._epoch_start
         write_history(self.history_path, [*rows, {k: _fmt(v) for k, v in row.items()}])
+
+
+def compiled_step(step: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> Callable:
+    """``step`` under ``torch.compile``: on a GPU in ``reduce-overhead`` mode (CUDA graphs), with the image store
+    marked static so that a replay reads it in place instead of copying it into the graph's inputs."""
+    if images.device.type != "cuda":
+        return torch.compile(step)
+    torch._dynamo.mark_static_address(images)
+    return torch.compile(step, mode="reduce-overhead")
 
 
 def _fmt(value: float | int) -> str | int:
