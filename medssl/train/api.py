@@ -99,16 +99,16 @@ def build_module(config: PretrainConfig, data: PreparedData, world: int = 1) -> 
     encoder = build_encoder(config.backbone, config.init)
     method = method_type.for_training_set(encoder, n_train, recipe.batch_size, gather_distributed=world > 1)
     method = method.to(memory_format=torch.channels_last)
-    if config.compile:
-        method.encoder.backbone = torch.compile(method.encoder.backbone)
     preset = config.augment if config.augment != "auto" else detect_preset(data.table.modality, data.channels)
     images = (
         torch.from_numpy(np.array(data.images)).permute(0, 3, 1, 2).contiguous()
     )  # RAM copy of the memmap
     train = torch.as_tensor(data.split["train"], dtype=torch.long)
     batches = IndexBatches(train, recipe.batch_size, config.seed)
-    augment = build_augment(preset, data.image_size, data.channels)
-    module = PretrainModule(method, augment, images, batches, recipe, config.epochs)
+    augment = build_augment(preset, data.image_size, data.channels, backend=config.augment_backend)
+    module = PretrainModule(
+        method, augment, images, batches, recipe, config.epochs, compile_step=config.compile
+    )
     module.augment_preset = preset
     return module
 

@@ -20,6 +20,8 @@ converts them to float with :func:`eval_transform`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import kornia.augmentation as K
@@ -31,6 +33,7 @@ from medssl.common.images import unit_float
 
 Preset = Literal["xray", "histology", "generic"]
 PRESETS: tuple[str, ...] = get_args(Preset)
+AugmentBackend = Literal["fused", "kornia"]
 
 _RGB_FROM_HED = torch.tensor(
     [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64
@@ -109,6 +112,15 @@ class RandomRot90(nn.Module):
         return out
 
 
+def check_batch(x: torch.Tensor, preset: str, channels: int) -> None:
+    """Raises ValueError unless ``x`` is a float (B, ``channels``, H, W) batch (static checks: no host sync)."""
+    if x.ndim != 4 or x.shape[1] != channels:
+        expected = f"(B, {channels}, H, W)"
+        raise ValueError(f"preset {preset!r} expects a {expected} batch, got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"augment expects float images in [0, 1], got dtype {x.dtype}")
+
+
 class Augment(nn.Module):
     """A preset's steps applied in turn to a float batch (B, C, H, W) in [0, 1]; see :func:`build_augment`."""
 
@@ -120,67 +132,104 @@ class Augment(nn.Module):
         self.steps = nn.Sequential(*steps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.channels:
-            expected = f"(B, {self.channels}, H, W)"
-            raise ValueError(f"preset {self.preset!r} expects a {expected} batch, got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"augment expects float images in [0, 1], got dtype {x.dtype}")
+        check_batch(x, self.preset, self.channels)
         return self.steps(x).clamp(0.0, 1.0)
 
     def extra_repr(self) -> str:
         return f"preset={self.preset!r}, image_size={self.image_size}, channels={self.channels}"
 
 
-def _blur(image_size: int, p: float) -> K.RandomGaussianBlur:
-    """SimCLR's blur (kernel 10 % of the side, σ up to 2 at 224 px), σ scaled to the working size."""
-    kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)
-    sigma_max = max(0.5, 2.0 * image_size / 224)
-    return K.RandomGaussianBlur((kernel, kernel), (0.1, sigma_max), p=p)
+@dataclass(frozen=True)
+class PresetSpec:
+    """A preset's random steps and their ranges; both augmentation paths (kornia's and the fused one) read it.
+
+    Steps run in this order, each skipped when its probability or range is zero: rotation (± ``rotation``
+    degrees, probability ``rotation_p``), resized crop (area ``crop_scale``, aspect 3/4-4/3), 90° rotations,
+    horizontal and vertical flips, HED stain jitter (colour only), colour jitter (probability ``jitter_p``;
+    saturation and hue on colour only), grayscale (colour only), gamma, Gaussian blur.
+    """
+
+    crop_scale: tuple[float, float]
+    rotation: float = 0.0
+    rotation_p: float = 0.0
+    rot90: bool = False
+    hflip_p: float = 0.5
+    vflip_p: float = 0.0
+    hed_sigma: float = 0.0
+    jitter: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    """Brightness, contrast, saturation and hue strengths, as ``kornia.augmentation.ColorJitter`` takes them."""
+    jitter_p: float = 0.8
+    gray_p: float = 0.0
+    gamma: tuple[float, float] = (1.0, 1.0)
+    gamma_p: float = 0.0
+    blur_p: float = 0.0
+
+    def colour_jitter(self, channels: int) -> tuple[float, float, float, float]:
+        """The jitter strengths that apply to ``channels`` channels (no saturation or hue on grayscale)."""
+        brightness, contrast, saturation, hue = self.jitter
+        return (brightness, contrast, saturation, hue) if channels == 3 else (brightness, contrast, 0.0, 0.0)
 
 
-def _crop(image_size: int, scale: tuple[float, float]) -> K.RandomResizedCrop:
-    return K.RandomResizedCrop((image_size, image_size), scale=scale)
+SPECS: dict[str, PresetSpec] = {
+    "generic": PresetSpec(crop_scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), gray_p=0.2, blur_p=0.5),
+    "xray": PresetSpec(
+        crop_scale=(0.3, 1.0),
+        rotation=10.0,
+        rotation_p=0.5,
+        jitter=(0.2, 0.2, 0.0, 0.0),
+        gamma=(0.75, 1.33),
+        gamma_p=0.5,
+        blur_p=0.3,
+    ),
+    "histology": PresetSpec(
+        crop_scale=(0.3, 1.0),
+        rot90=True,
+        vflip_p=0.5,
+        hed_sigma=0.05,
+        jitter=(0.2, 0.2, 0.0, 0.0),
+        blur_p=0.3,
+    ),
+}
 
 
-def _generic(image_size: int, channels: int) -> list[nn.Module]:
-    colour = channels == 3
-    return [
-        _crop(image_size, (0.2, 1.0)),
-        K.RandomHorizontalFlip(p=0.5),
-        K.ColorJitter(0.4, 0.4, 0.4 if colour else 0.0, 0.1 if colour else 0.0, p=0.8),
-        *([K.RandomGrayscale(p=0.2)] if colour else []),
-        _blur(image_size, p=0.5),
+def blur_settings(image_size: int) -> tuple[int, float]:
+    """SimCLR's blur at ``image_size``: (odd kernel 10 % of the side, at least 3; σ maximum, 2 at 224 px)."""
+    return max(3, int(0.1 * image_size) // 2 * 2 + 1), max(0.5, 2.0 * image_size / 224)
+
+
+BLUR_SIGMA_MIN = 0.1
+
+
+def _kornia_steps(spec: PresetSpec, image_size: int, channels: int) -> list[nn.Module]:
+    """The preset as a sequence of kornia augmentations (the reference path)."""
+    kernel, sigma_max = blur_settings(image_size)
+    jitter = spec.colour_jitter(channels)
+    candidates: list[tuple[bool, Callable[[], nn.Module]]] = [
+        (spec.rotation_p > 0, lambda: K.RandomRotation(spec.rotation, p=spec.rotation_p)),
+        (True, lambda: K.RandomResizedCrop((image_size, image_size), scale=spec.crop_scale)),
+        (spec.rot90, RandomRot90),
+        (spec.hflip_p > 0, lambda: K.RandomHorizontalFlip(p=spec.hflip_p)),
+        (spec.vflip_p > 0, lambda: K.RandomVerticalFlip(p=spec.vflip_p)),
+        (spec.hed_sigma > 0, lambda: HEDJitter(sigma=spec.hed_sigma)),
+        (any(jitter), lambda: K.ColorJitter(*jitter, p=spec.jitter_p)),
+        (spec.gray_p > 0 and channels == 3, lambda: K.RandomGrayscale(p=spec.gray_p)),
+        (spec.gamma_p > 0, lambda: K.RandomGamma(spec.gamma, p=spec.gamma_p)),
+        (
+            spec.blur_p > 0,
+            lambda: K.RandomGaussianBlur((kernel, kernel), (BLUR_SIGMA_MIN, sigma_max), p=spec.blur_p),
+        ),
     ]
+    return [make() for wanted, make in candidates if wanted]
 
 
-def _xray(image_size: int, channels: int) -> list[nn.Module]:
-    return [
-        K.RandomRotation(10.0, p=0.5),
-        _crop(image_size, (0.3, 1.0)),
-        K.RandomHorizontalFlip(p=0.5),
-        K.ColorJitter(brightness=0.2, contrast=0.2, p=0.8),
-        K.RandomGamma((0.75, 1.33), p=0.5),
-        _blur(image_size, p=0.3),
-    ]
-
-
-def _histology(image_size: int, channels: int) -> list[nn.Module]:
-    return [
-        _crop(image_size, (0.3, 1.0)),
-        RandomRot90(),
-        K.RandomHorizontalFlip(p=0.5),
-        K.RandomVerticalFlip(p=0.5),
-        HEDJitter(sigma=0.05),
-        K.ColorJitter(brightness=0.2, contrast=0.2, p=0.8),
-        _blur(image_size, p=0.3),
-    ]
-
-
-_BUILDERS = {"generic": _generic, "xray": _xray, "histology": _histology}
-
-
-def build_augment(preset: Preset, image_size: int, channels: int) -> Augment:
+def build_augment(
+    preset: Preset, image_size: int, channels: int, backend: AugmentBackend = "fused"
+) -> nn.Module:
     """The augmentation module of a preset for (B, ``channels``, H, W) float batches in [0, 1].
+
+    ``backend``: ``fused`` (default) is :class:`medssl.train.fused_augment.FusedAugment`, drawn on the device
+    and graph-capturable; ``kornia`` chains kornia's augmentation modules (the reference the fused path is
+    tested against). Both draw from the same distributions (:data:`SPECS`).
 
     Steps (p = probability per image):
 
@@ -197,11 +246,15 @@ def build_augment(preset: Preset, image_size: int, channels: int) -> Augment:
 
     Blur kernels are 10 % of ``image_size`` (odd, at least 3) with σ from 0.1 to max(0.5, 2·size/224).
     """
-    if preset not in _BUILDERS:
+    if preset not in SPECS:
         raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if channels not in (1, 3):
         raise ValueError(f"augmentation needs 1 or 3 channels, got {channels}")
-    return Augment(preset, image_size, channels, _BUILDERS[preset](image_size, channels))
+    if backend == "fused":
+        from medssl.train.fused_augment import FusedAugment  # it builds on this module
+
+        return FusedAugment(preset, image_size, channels)
+    return Augment(preset, image_size, channels, _kornia_steps(SPECS[preset], image_size, channels))
 
 
 def detect_preset(modality: str, channels: int) -> Preset:

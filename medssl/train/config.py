@@ -24,11 +24,18 @@ class PretrainConfig(StrictModel):
     weight_decay: float | None = Field(None, ge=0)
     warmup_epochs: int | None = Field(None, ge=0)
     augment: Literal["auto", "xray", "histology", "generic"] = "auto"
+    augment_backend: Literal["fused", "kornia"] = Field(
+        "fused", description="fused: drawn on the device, one sequence (default); kornia: kornia's modules"
+    )
     seed: int = 0
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     devices: int = Field(1, ge=1)
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
-    compile: bool = False
+    compile: bool = Field(
+        False,
+        description="Compile the training step (augmentation, forward, loss, backward; CUDA graphs on a GPU). "
+        "Off by default: 0.98x eager on 2 CPU cores (BENCHMARKS.md); not yet measured on a GPU",
+    )
     knn_k: int = Field(200, ge=1)
     knn_every: int = Field(1, ge=1, description="Validation kNN monitor every N epochs (and the last)")
     knn_bank_size: int = Field(5000, ge=10, description="Training images in the monitor's kNN bank")

@@ -6,6 +6,8 @@ What training watches (non-finite losses, the kNN monitor, ``history.csv``) live
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytorch_lightning as pl
 import torch
 from lightly.utils.scheduler import CosineWarmupScheduler
@@ -27,6 +29,7 @@ class PretrainModule(pl.LightningModule):
         batches: IndexBatches,
         recipe: Recipe,
         epochs: int,
+        compile_step: bool = False,
     ) -> None:
         super().__init__()
         self.method = method
@@ -35,6 +38,8 @@ class PretrainModule(pl.LightningModule):
         self.batches = batches
         self.recipe = recipe
         self.epochs = epochs
+        self.compile_step = compile_step
+        self._step_loss = self.step_loss
 
     def configure_optimizers(self):
         params = [p for p in self.method.parameters() if p.requires_grad]
@@ -58,6 +63,8 @@ class PretrainModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self.images = self.images.to(self.device)
+        if self.compile_step:
+            self._step_loss = compiled_step(self.step_loss, self.images)
 
     def views(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Two independently augmented views of the images at ``indices`` (augmentation in float32).
@@ -70,10 +77,17 @@ class PretrainModule(pl.LightningModule):
             view0, view1 = self.augment(torch.cat([x, x])).chunk(2)
         return view0, view1
 
+    def step_loss(self, indices: torch.Tensor) -> torch.Tensor:
+        """The capturable part of a step (``indices`` on the device): gather, augment both views, forward, loss.
+
+        With ``compile_step`` it runs compiled (its backward too); it has no host sync and static shapes.
+        """
+        return self.method.loss(*self.views(indices))
+
     def training_step(self, indices: torch.Tensor, batch_idx: int) -> torch.Tensor:
         # Augmentation randomness depends only on (seed, step, rank): a resumed run draws the same views.
         torch.manual_seed(self.batches.seed * 1_000_003 + self.global_step * 7919 + self.global_rank)
-        loss = self.method.loss(*self.views(indices))
+        loss = self._step_loss(indices.to(self.images.device, non_blocking=True))
         # The progress bar reads its values on the host every step: on a GPU that would stall the pipeline.
         self.log("loss", loss.detach(), prog_bar=self.device.type == "cpu")
         return loss
@@ -81,3 +95,12 @@ class PretrainModule(pl.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         total = max(1, self.trainer.estimated_stepping_batches)
         self.method.on_step_end(min(1.0, self.global_step / total))
+
+
+def compiled_step(step: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> Callable:
+    """``step`` under ``torch.compile``: on a GPU in ``reduce-overhead`` mode (CUDA graphs), with the image store
+    marked static so that a replay reads it in place instead of copying it into the graph's inputs."""
+    if images.device.type != "cuda":
+        return torch.compile(step)
+    torch._dynamo.mark_static_address(images)
+    return torch.compile(step, mode="reduce-overhead")
