@@ -13,7 +13,8 @@
 #   large       240 s   224 px ResNet-50 batch 64: eager vs compiled step vs the compute bound, bf16
 #   paper       300 s   configs/paper/chest_xray.yaml shortened: 2 epochs per method at 224 px, ResNet-50,
 #                       bf16; every stage (kNN monitor, features, probes, fine-tuning, report); the report is
-#                       copied to OUTDIR/paper/
+#                       copied to OUTDIR/paper/. Resumable: if it hits its limit, call the script again
+#                       with the step name `paper` on the same machine and it continues from /tmp/gpu_paper
 #   tta         180 s   (only when named) time to a validation kNN accuracy, paper vs default recipe, bf16
 # PAPER_SETS (environment): extra --set options for the paper step, e.g. a CPU dry run of its wiring:
 #   PATH=.venv/bin:$PATH PAPER_SETS="--set pretrain.accelerator=cpu --set datasets.chest_xray.image_size=32 ..."

@@ -34,7 +34,7 @@ class PretrainConfig(StrictModel):
     compile: bool = Field(
         False,
         description="Compile the training step (augmentation, forward, loss, backward; CUDA graphs on a GPU). "
-        "Off by default: 0.98x eager on 2 CPU cores (BENCHMARKS.md); not yet measured on a GPU",
+        "Off by default: no steady gain measured on 2 CPU cores (BENCHMARKS.md); not yet measured on a GPU",
     )
     knn_k: int = Field(200, ge=1)
     knn_every: int = Field(1, ge=1, description="Validation kNN monitor every N epochs (and the last)")

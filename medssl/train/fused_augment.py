@@ -14,7 +14,8 @@ So it runs under ``torch.compile(fullgraph=True)`` and inside a CUDA graph. Call
 ``cat([x, x])`` to get both views of a contrastive pair in one sequence. Known differences from the kornia path
 (same distributions per image, different pixels): the crop is sampled once, with the rotation, so the rotated
 image is resampled once rather than twice; the colour jitter draws its step order per image rather than once
-per batch (each image still sees a uniformly random order).
+per batch (each image still sees a uniformly random order), except eager with 3-4 steps (colour ``generic``),
+where it draws one order per batch on the host as kornia does: n instead of n² steps.
 """
 
 from __future__ import annotations
@@ -171,15 +172,16 @@ class FusedAugment(nn.Module):
         steps = [(kind, s) for kind, s in enumerate(strengths) if s > 0]
         if steps:
             factors = [self._jitter_factor(kind, s, batch, x) for kind, s in steps]
-            # A random permutation of the steps per image:
-            order = torch.argsort(torch.rand(batch, len(steps), device=x.device), dim=1)
             out = x.clamp(0.0, 1.0)
-            for slot in range(len(steps)):
-                chosen = order[:, slot].view(-1, 1, 1, 1)
-                candidates = [
-                    _JITTER[kind](out, factor) for (kind, _), factor in zip(steps, factors, strict=True)
-                ]
-                out = _select(chosen, candidates)
+            if len(steps) <= 2 or torch.compiler.is_compiling():  # an order per image: n² steps, in the graph
+                order = torch.argsort(torch.rand(batch, len(steps), device=x.device), dim=1)
+                for slot in range(len(steps)):
+                    chosen = order[:, slot].view(-1, 1, 1, 1)
+                    candidates = [_JITTER[kind](out, f) for (kind, _), f in zip(steps, factors, strict=True)]
+                    out = _select(chosen, candidates)
+            else:  # eager, 3-4 steps: kornia's order per batch, from the host's generator (no device sync)
+                for i in torch.randperm(len(steps)).tolist():
+                    out = _JITTER[steps[i][0]](out, factors[i])
             x = torch.where(_chance(spec.jitter_p, batch, x).view(-1, 1, 1, 1), out.clamp(0.0, 1.0), x)
         if spec.gray_p > 0 and x.shape[1] == 3:
             gray = rgb_to_grayscale(x).expand_as(x)
