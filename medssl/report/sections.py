@@ -40,8 +40,10 @@ def _dataset_row(run: RunDir, name: str) -> list[Cell]:
     if summary is None:
         return [first, *[Cell("–")] * 6, Cell(size)]
     totals = {part: sum(counts) for part, counts in summary.counts.items()}
-    per_class = summary.counts.get("test") if summary.folds else np.sum(list(summary.counts.values()), axis=0)
-    classes = ", ".join(f"{c} ({int(n)})" for c, n in zip(summary.classes, per_class or [], strict=True))
+    every_image = (
+        summary.counts.get("test", []) if summary.folds else np.sum(list(summary.counts.values()), axis=0)
+    )
+    classes = ", ".join(f"{c} ({int(n)})" for c, n in zip(summary.classes, every_image, strict=True))
     counts = [Cell(str(totals.get(part, 0))) for part in ("train", "val", "test")]
     groups = Cell(str(summary.patients), sub=f"{summary.group_kind}s") if summary.patients else Cell("–")
     return [
