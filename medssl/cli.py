@@ -493,6 +493,7 @@ def report_command(
     from medssl.report import write_report
 
     md_path, html_path = write_report(run_dir)
+    _warn_leakage(run_dir)
     typer.echo(f"report:   {html_path}\nmarkdown: {md_path}")
 
 

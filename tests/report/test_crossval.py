@@ -4,12 +4,14 @@ policies, the leakage warning, the per-fold and pooled out-of-fold tables, and t
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from medssl.cli import main
 from medssl.evaluate.metrics import classification_metrics
 from medssl.report.context import Context
 from medssl.report.crossval import policy_pairs
@@ -88,3 +90,13 @@ def test_the_primary_metric_is_balanced_accuracy_when_one_class_dominates() -> N
         run._splits["x"] = summary
         assert Context(run, "x", "x", table).primary_metric == metric
     assert np.isnan(SplitSummary([], {}, 0).majority_share)
+
+
+def test_the_cli_prints_the_leakage_warning_on_one_line(two_protocols: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["medssl", "report", str(two_protocols)])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    assert not stop.value.code and "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if "Leakage" in line]
+    assert line.startswith("warning: Leakage warning (tiles_random)") and "inflated" in line
