@@ -86,8 +86,11 @@ class Context:
 
     @property
     def folds(self) -> int:
-        """K under K-fold cross-validation (from the rows' fold numbers), 0 for a single split."""
-        return len({r.fold for r in self.run.results if r.dataset == self.dataset and r.fold})
+        """K under K-fold cross-validation (from split.csv, else the rows' fold numbers), 0 for a single
+        split. While folds are unfinished, pooled out-of-fold predictions are not available."""
+        if self.split is not None and self.split.folds:
+            return self.split.folds
+        return max((r.fold or 0 for r in self.run.results if r.dataset == self.dataset), default=0)
 
     @property
     def feature_fold(self) -> int | None:

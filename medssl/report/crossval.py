@@ -66,8 +66,16 @@ def fold_blocks(ctx: Context) -> list[Block]:
             "scores of the out-of-fold predictions pooled over all folds (every image tested exactly once)."
         )
     ]
+    finished = {r.fold for r in ctx.run.results if r.dataset == ctx.dataset and r.fold}
+    unfinished = [
+        note(
+            f"{len(finished)} of {ctx.folds} folds have results: the pooled out-of-fold scores, pooled confusion "
+            "matrices and the verdict need every fold; rerun the same `medssl benchmark` command to continue."
+        )
+    ]
     return [
         Heading("Cross-validation: per fold and pooled out-of-fold", 3),
+        *(unfinished if len(finished) < ctx.folds else []),
         Table(columns, body, caption, kind="summary"),
         provenance(ctx.run, "results.csv", f"{ctx.dataset}/fold*/eval/*/predictions/*.npz"),
     ]
