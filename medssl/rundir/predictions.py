@@ -3,6 +3,7 @@
 ``<dataset>/eval/<encoder>/predictions/<protocol>-f<fraction>-s<seed>.npz`` holds ``y_true``, ``y_prob``
 (n_test, n_classes) and ``test_index`` (the dataset index of each test image). ``medssl compare`` and the
 report's verdict both pair files with ``align_predictions``: the same test images and labels, or an error.
+Under cross-validation ``pool_predictions`` joins the folds' files into one out-of-fold set (each image once).
 """
 
 from __future__ import annotations
