@@ -242,13 +242,37 @@ def benchmark(
     study = load_study(config, set_ or [])
     _restart(out, restart)
     run_study(study, out)
+    _warn_leakage(out)
     typer.echo(f"results: {out / 'results.csv'}\nreport:  {out / 'report.html'}")
 
 
-def _quiet_library_warnings() -> None:
-    """Hide warnings from inside Lightning and lightly that users cannot act on."""
+def _warn_leakage(out: Path) -> None:
+    """Repeat the report's leakage warning for every ``split: random`` dataset of the run, on stderr."""
+    from medssl.report.rundir import RunDir
+    from medssl.report.sections import leakage_warning
+
+    run = RunDir.open(out)
+    for name in run.datasets():
+        if warning := leakage_warning(run.split_summary(name), name):
+            typer.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+    """medssl's own warnings as one ``warning: ...`` line; other libraries' in Python's format."""
     import warnings
 
+    if "medssl" in Path(filename).parts:
+        typer.secho(f"warning: {message}", fg="yellow", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _quiet_library_warnings() -> None:
+    """Hide warnings from inside Lightning and lightly that users cannot act on; print medssl's own
+    warnings (e.g. a random split's leakage) as one line each."""
+    import warnings
+
+    warnings.showwarning = _show_warning
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*could not find the monitored key.*")
     warnings.filterwarnings("ignore", message=r"To copy construct from a tensor.*")
@@ -469,6 +493,7 @@ def report_command(
     from medssl.report import write_report
 
     md_path, html_path = write_report(run_dir)
+    _warn_leakage(run_dir)
     typer.echo(f"report:   {html_path}\nmarkdown: {md_path}")
 
 

@@ -5,6 +5,9 @@ Every cell (protocol × label fraction × seed) gives one row of ``results.csv``
     out_dir/results.csv, out_dir/metrics.json
     out_dir/<dataset>/eval/<encoder_id>/features.npz
     out_dir/<dataset>/eval/<encoder_id>/predictions/<protocol>-f<fraction>-s<seed>.npz
+
+Under cross-validation (``data.fold`` set) the files of fold k are under ``out_dir/<dataset>/fold<k>/eval/``
+and every row carries its ``fold``.
 """
 
 from __future__ import annotations
@@ -259,7 +262,7 @@ def _jsonable(value: Any) -> Any:
 
 def write_metrics_json(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Merge ``rows`` into ``path`` (same dataset/encoder/protocol/fraction/seed replaced) with a mean ± sd summary."""
-    identity = ("dataset", "encoder", "method", "protocol", "label_fraction", "seed")
+    identity = ("dataset", "encoder", "method", "protocol", "label_fraction", "seed", "fold")
     merged: dict[tuple, dict[str, Any]] = {}
     if path.is_file():
         for row in json.loads(path.read_text()).get("rows", []):
@@ -336,18 +339,20 @@ def plan_cells(
     settings_of: Callable[[str], dict[str, Any]],
     out_dir: Path,
     replace: bool,
+    fold: int | None = None,
 ) -> list[PlannedCell]:
     """The cells still to evaluate: finished ones (same settings) are skipped, or redone with ``replace``.
 
     A finished cell made with other settings is refused, naming the changed keys, unless ``replace``. Rows
-    written before settings keys existed count as finished.
+    written before settings keys existed count as finished. ``fold`` names the cross-validation fold
+    (None for a single split): each fold's cells are separate.
     """
     done = {result.cell: result for result in read_results(out_dir / RESULTS)}
     registry = read_registry(out_dir)
     plan, stale = [], []
     for protocol, fraction, seed in cells:
         settings = settings_of(protocol)
-        old = done.get((*identity, protocol, float(fraction), int(seed)))
+        old = done.get((*identity, protocol, float(fraction), int(seed), fold))
         if old is not None and not replace:
             if _same_settings(old.settings_key, settings, registry):
                 continue
@@ -382,6 +387,12 @@ def _write_retrieval(features: Features, data: PreparedData, path: Path) -> None
         f.train, f.train_labels, f.train_index, f.test, f.test_labels, f.test_index, data.images
     )
     save_retrieval(path, sample)
+
+
+def dataset_dir(out_dir: Path, data: PreparedData) -> Path:
+    """``out_dir/<dataset>``, or ``out_dir/<dataset>/fold<k>`` for fold k of a cross-validation."""
+    root = out_dir / data.name
+    return root / f"fold{data.fold}" if data.fold else root
 
 
 def evaluate_encoder(
@@ -440,8 +451,9 @@ def evaluate_encoder(
         ),
         out_dir,
         replace,
+        data.fold,
     )
-    eval_dir = out_dir / data.name / "eval" / name
+    eval_dir = dataset_dir(out_dir, data) / "eval" / name
     features = None
     if any(cell.protocol in FROZEN_PROTOCOLS for cell in plan):
         features = encoder_features(encoder, data, eval_dir / "features.npz", device=device)
@@ -467,6 +479,7 @@ def evaluate_encoder(
             "dataset": data.name,
             **encoder_identity(encoder, protocol),
             **row,
+            "fold": data.fold,
             "predictions": prediction_path.relative_to(out_dir).as_posix(),
         }
         _record(out_dir, row, cell)

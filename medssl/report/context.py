@@ -6,10 +6,15 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from medssl.errors import DataError
 from medssl.report import figures
 from medssl.report.document import Inline, Paragraph, Span
-from medssl.report.rundir import Result, RunDir
+from medssl.report.rundir import Result, RunDir, SplitSummary
 from medssl.report.tables import StudyTable
+from medssl.rundir.predictions import Predictions, pool_predictions
+
+IMBALANCED = 0.6
+"""Majority-class share of the test images above which accuracy is not the primary metric."""
 
 
 def slug(text: str) -> str:
@@ -73,4 +78,45 @@ class Context:
             and r.protocol == protocol
             and math.isclose(r.label_fraction, self.table.fraction)
         ]
-        return sorted(rows, key=lambda r: r.seed)
+        return sorted(rows, key=lambda r: (r.seed, r.fold or 0))
+
+    @property
+    def split(self) -> SplitSummary | None:
+        return self.run.split_summary(self.dataset)
+
+    @property
+    def folds(self) -> int:
+        """K under K-fold cross-validation (from split.csv, else the rows' fold numbers), 0 for a single
+        split. While folds are unfinished, pooled out-of-fold predictions are not available."""
+        if self.split is not None and self.split.folds:
+            return self.split.folds
+        return max((r.fold or 0 for r in self.run.results if r.dataset == self.dataset), default=0)
+
+    @property
+    def feature_fold(self) -> int | None:
+        """The fold whose features and pre-training curves the figures show: 1 under CV, else None."""
+        return 1 if self.folds else None
+
+    @property
+    def primary_metric(self) -> str:
+        """``balanced_accuracy`` where the majority class is over 60% of the test images, else ``accuracy``."""
+        share = self.split.majority_share if self.split else math.nan
+        return "balanced_accuracy" if math.isfinite(share) and share > IMBALANCED else "accuracy"
+
+    def predictions(self, encoder: str, protocol: str, seed: int) -> tuple[Predictions | None, list[str]]:
+        """(test predictions, their files) of one cell at the table's fraction: under cross-validation the
+        out-of-fold predictions pooled over every fold (each image once), else the single file. None where
+        a file (or a fold) is missing."""
+        rows = [r for r in self.rows_for(encoder, protocol) if r.seed == seed]
+        files = [r.predictions for r in rows]
+        loaded = [self.run.predictions(f) for f in files]
+        if not rows or any(p is None for p in loaded):
+            return None, files
+        if not self.folds:
+            return loaded[0], files[:1]
+        if sorted(r.fold or 0 for r in rows) != list(range(1, self.folds + 1)):
+            return None, files
+        try:
+            return pool_predictions([p for p in loaded if p is not None], files), files
+        except DataError:
+            return None, files

@@ -148,6 +148,8 @@ class Panel:
     data: np.ndarray | None
     labels: np.ndarray | None = None
     note: str = ""
+    index: np.ndarray | None = None
+    """Dataset index of each point (t-SNE), so the same map can be coloured by group."""
 
 
 def _grid(n: int, max_cols: int) -> tuple[int, int]:
@@ -206,9 +208,10 @@ def confusion_figure(panels: list[Panel], class_names: list[str]) -> bytes:
                 colour = "white" if share[i, j] > 0.55 else "#222"
                 ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8, color=colour)
         ax.set_xticks(range(k), names, rotation=40, ha="right", fontsize=8)
-        ax.set_yticks(range(k), names, fontsize=8)
+        recalls = [f"{name} · {100 * share[i, i]:.0f}%" for i, name in enumerate(names)]
+        ax.set_yticks(range(k), recalls, fontsize=8)
         ax.set_xlabel("Predicted", fontsize=9)
-        ax.set_ylabel("True", fontsize=9)
+        ax.set_ylabel("True · recall", fontsize=9)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
     figure.tight_layout()

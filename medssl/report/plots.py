@@ -34,7 +34,7 @@ def label_efficiency_blocks(ctx: Context) -> list[Block]:
 
 def training_blocks(ctx: Context) -> list[Block]:
     blocks: list[Block] = [Heading("Pre-training curves", 3)]
-    histories = ctx.run.histories(ctx.dataset)
+    histories = ctx.run.histories(ctx.dataset, ctx.feature_fold)
     if not histories:
         return [
             *blocks,
@@ -50,7 +50,8 @@ def training_blocks(ctx: Context) -> list[Block]:
             "of the embeddings (higher = less collapsed) against epoch."
         )
     ]
-    files = [f"{ctx.dataset}/pretrain/{e}/history.csv" for e in histories]
+    where = f"{ctx.dataset}/fold{ctx.feature_fold}" if ctx.feature_fold else ctx.dataset
+    files = [f"{where}/pretrain/{e}/history.csv" for e in histories]
     figure = Figure(f"{ctx.key}-training", png, caption, "Pre-training curves")
     return [*blocks, figure, provenance(ctx.run, *files)]
 
@@ -62,7 +63,7 @@ def _subsample(n: int, limit: int) -> np.ndarray:
 
 
 def _tsne_panel(ctx: Context, encoder: str, title: str) -> figures.Panel:
-    features = ctx.run.features(ctx.dataset, encoder)
+    features = ctx.run.features(ctx.dataset, encoder, ctx.feature_fold)
     if features is None or "test" not in features or "test_labels" not in features:
         return figures.Panel(title, None, note="no features.npz")
     keep = _subsample(len(features["test"]), figures.TSNE_MAX_POINTS)
@@ -73,7 +74,23 @@ def _tsne_panel(ctx: Context, encoder: str, title: str) -> figures.Panel:
         xy = figures.tsne_embed(test)
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as error:
         return figures.Panel(title, None, note=f"t-SNE failed ({error.__class__.__name__})")
-    return figures.Panel(title, xy, features["test_labels"][keep])
+    return figures.Panel(title, xy, features["test_labels"][keep], index=features["test_index"][keep])
+
+
+def _by_group(ctx: Context, panels: list[figures.Panel]) -> tuple[list[figures.Panel], list[str]]:
+    """The same maps coloured by group (slide, patient), or nothing where groups are unknown or single."""
+    groups = ctx.split.groups if ctx.split else []
+    names = sorted(set(groups) - {""})
+    if len(names) < 2:
+        return [], []
+    code = {name: i for i, name in enumerate(names)}
+    recoloured = []
+    for panel in panels:
+        if panel.data is None or panel.index is None or int(panel.index.max()) >= len(groups):
+            continue
+        colours = np.array([code.get(groups[int(i)], 0) for i in panel.index])
+        recoloured.append(figures.Panel(panel.title, panel.data, colours, index=panel.index))
+    return recoloured, names
 
 
 def tsne_blocks(ctx: Context) -> list[Block]:
@@ -82,14 +99,27 @@ def tsne_blocks(ctx: Context) -> list[Block]:
     if not any(p.data is not None for p in panels):
         return [*blocks, note("No encoder has test features to map.")]
     png = figures.tsne_figure(panels, ctx.class_names)
+    fold = f" of fold {ctx.feature_fold}" if ctx.feature_fold else ""
     caption = [
         Span(
-            "t-SNE maps of each encoder's test-set features (cosine geometry), coloured by true class. "
+            f"t-SNE maps of each encoder's test-set features{fold} (cosine geometry), coloured by true class. "
             "Well-separated colours mean a simple probe can tell the classes apart."
         )
     ]
-    figure = Figure(f"{ctx.key}-tsne", png, caption, "t-SNE maps of test features")
-    return [*blocks, figure, provenance(ctx.run, f"{ctx.dataset}/eval/*/features.npz")]
+    where = f"{ctx.dataset}/fold{ctx.feature_fold}" if ctx.feature_fold else ctx.dataset
+    blocks += [Figure(f"{ctx.key}-tsne", png, caption, "t-SNE maps of test features")]
+    grouped, names = _by_group(ctx, panels)
+    if grouped:
+        kind = ctx.split.group_kind if ctx.split else "group"
+        caption = [
+            Span(
+                f"The same maps coloured by {kind}: where one {kind}'s images cluster apart from the rest, the "
+                f"encoder sees the {kind} (stain, scanner) more than the class, and an image-level split leaks."
+            )
+        ]
+        png = figures.tsne_figure(grouped, names)
+        blocks.append(Figure(f"{ctx.key}-tsne-groups", png, caption, f"t-SNE maps by {kind}"))
+    return [*blocks, provenance(ctx.run, f"{where}/eval/*/features.npz", f"{ctx.dataset}/split.csv")]
 
 
 def confusion_blocks(ctx: Context) -> list[Block]:
@@ -98,11 +128,11 @@ def confusion_blocks(ctx: Context) -> list[Block]:
     for encoder, label in ctx.labels.items():
         protocol = best_protocol(ctx.table, encoder)
         rows = ctx.rows_for(encoder, protocol) if protocol else []
-        data = ctx.run.predictions(rows[0].predictions) if rows else None
+        data, used = ctx.predictions(encoder, protocol, rows[0].seed) if protocol and rows else (None, [])
         if protocol is None or data is None or "y_true" not in data or "y_prob" not in data:
             panels.append(figures.Panel(label, None, note="no predictions file"))
             continue
-        files.append(rows[0].predictions)
+        files += used
         predicted = data["y_prob"].argmax(axis=1)
         counts = confusion_matrix(data["y_true"], predicted, labels=np.arange(len(ctx.class_names)))
         accuracy = 100 * float(np.mean(predicted == data["y_true"]))
@@ -111,11 +141,14 @@ def confusion_blocks(ctx: Context) -> list[Block]:
     if not files:
         return [*blocks, note("No prediction files found.")]
     png = figures.confusion_figure(panels, ctx.class_names)
+    pooled = (
+        f"pooled out-of-fold predictions of all {ctx.folds} folds (every image once), " if ctx.folds else ""
+    )
     caption = [
         Span(
             "Test-set confusion matrix of each encoder with its best protocol at label fraction "
-            f"{format_fraction(ctx.table.fraction)} (first seed). Cells show counts; shading is the share of "
-            "each true class."
+            f"{format_fraction(ctx.table.fraction)} ({pooled}first seed). Cells show counts; shading is the "
+            "share of each true class; the diagonal's shares are the per-class recall."
         )
     ]
     figure = Figure(f"{ctx.key}-confusion", png, caption, "Confusion matrices")
@@ -146,7 +179,7 @@ def retrieval_blocks(ctx: Context) -> list[Block]:
     blocks: list[Block] = [Heading("Nearest-neighbour retrieval", 3)]
     gallery = []
     for encoder, label in ctx.labels.items():
-        sample = ctx.run.retrieval(ctx.dataset, encoder)
+        sample = ctx.run.retrieval(ctx.dataset, encoder, ctx.feature_fold)
         if sample is not None and len(sample["query_labels"]):
             gallery.append(_retrieval_figure(ctx, encoder, label, sample))
     if not gallery:

@@ -24,11 +24,28 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @dataclass
 class SplitSummary:
-    """Counts per split and class from a dataset's split.csv manifest."""
+    """Counts per split and class from a dataset's split.csv manifest.
+
+    Under cross-validation (``folds`` > 0) train and val count fold 1, and test counts every image once
+    (the union of the folds' test sets)."""
 
     classes: list[str]
     counts: dict[str, list[int]]
     patients: int
+    policy: str = ""
+    """The split policy recorded in split.csv: grouped, random, or '' for manifests from before policies."""
+    folds: int = 0
+    group_kind: str = "patient"
+    groups: list[str] = field(default_factory=list)
+    """The group (patient, slide...) of each dataset index; '' where unknown."""
+    straddling: list[str] = field(default_factory=list)
+    """Groups with images both in the test set and in train/val (fold 1): a random split's leakage."""
+
+    @property
+    def majority_share(self) -> float:
+        """The largest class's share of the test images (nan when there are none)."""
+        test = self.counts.get("test") or []
+        return max(test) / sum(test) if sum(test) else float("nan")
 
 
 @dataclass
@@ -100,26 +117,53 @@ class RunDir:
         if not path.is_file():
             return None
         with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
+        group_kind = header[3] if len(header) > 4 and header[3] not in ("split", "policy", "fold") else ""
         names: dict[int, str] = {}
         for row in rows:
             names.setdefault(parse_int(row.get("label")), row.get("class") or f"class {row.get('label')}")
         n_classes = max(names) + 1 if names else 0
         classes = [names.get(i, f"class {i}") for i in range(n_classes)]
+        folds = len({row.get("fold") for row in rows if row.get("fold")})
+        first = [row for row in rows if not folds or row.get("fold") == "1"]
         counts: dict[str, list[int]] = {}
-        for row in rows:
-            per_class = counts.setdefault(row.get("split") or "all", [0] * n_classes)
-            per_class[parse_int(row.get("label"))] += 1
-        patients = {row.get("patient") for row in rows if row.get("patient")}
-        return SplitSummary(classes, counts, len(patients))
+        for row in first if folds else rows:
+            if row.get("split") != "test" or not folds:
+                per_class = counts.setdefault(row.get("split") or "all", [0] * n_classes)
+                per_class[parse_int(row.get("label"))] += 1
+        for row in rows if folds else []:
+            if row.get("split") == "test":
+                counts.setdefault("test", [0] * n_classes)[parse_int(row.get("label"))] += 1
+        groups = [row.get(group_kind) or "" for row in first] if group_kind else []
+        parts: dict[str, set[str]] = {}
+        for row, group in zip(first, groups, strict=False):
+            parts.setdefault("test" if row.get("split") == "test" else "rest", set()).add(group)
+        straddling = sorted((parts.get("test", set()) & parts.get("rest", set())) - {""})
+        policy = next((row.get("policy") or "" for row in rows), "")
+        return SplitSummary(
+            classes,
+            counts,
+            len(set(groups) - {""}),
+            policy,
+            folds,
+            group_kind or "patient",
+            groups,
+            straddling,
+        )
 
     def class_names(self, dataset: str, n_classes: int) -> list[str]:
         summary = self.split_summary(dataset)
         names = summary.classes if summary else []
         return [names[i] if i < len(names) else f"class {i}" for i in range(n_classes)]
 
-    def features(self, dataset: str, encoder: str) -> dict[str, np.ndarray] | None:
-        path = self.root / dataset / "eval" / encoder / "features.npz"
+    def dataset_dir(self, dataset: str, fold: int | None = None) -> Path:
+        """``<run>/<dataset>``, or ``<run>/<dataset>/fold<k>`` for fold k of a cross-validation."""
+        return self.root / dataset / f"fold{fold}" if fold else self.root / dataset
+
+    def features(self, dataset: str, encoder: str, fold: int | None = None) -> dict[str, np.ndarray] | None:
+        path = self.dataset_dir(dataset, fold) / "eval" / encoder / "features.npz"
         return _load_npz(path)
 
     def predictions(self, relative: str) -> dict[str, np.ndarray] | None:
@@ -130,10 +174,10 @@ class RunDir:
         except DataError:
             return None
 
-    def histories(self, dataset: str) -> dict[str, dict[str, np.ndarray]]:
-        """encoder id → column → values, from pretrain/*/history.csv."""
+    def histories(self, dataset: str, fold: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+        """encoder id → column → values, from pretrain/*/history.csv (of ``fold`` under cross-validation)."""
         out = {}
-        for path in sorted((self.root / dataset / "pretrain").glob("*/history.csv")):
+        for path in sorted((self.dataset_dir(dataset, fold) / "pretrain").glob("*/history.csv")):
             with path.open(newline="") as handle:
                 rows = list(csv.DictReader(handle))
             if rows:
@@ -148,9 +192,9 @@ class RunDir:
         data = path.read_bytes()
         return data if data.startswith(PNG_SIGNATURE) else None
 
-    def retrieval(self, dataset: str, encoder: str) -> dict[str, np.ndarray] | None:
+    def retrieval(self, dataset: str, encoder: str, fold: int | None = None) -> dict[str, np.ndarray] | None:
         """The retrieval images evaluation wrote beside the encoder's features (None when missing)."""
-        return load_retrieval(self.root / dataset / "eval" / encoder / RETRIEVAL)
+        return load_retrieval(self.dataset_dir(dataset, fold) / "eval" / encoder / RETRIEVAL)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from medssl.report.context import Context, note, provenance, slug
+from medssl.report.crossval import comparison_section, fold_blocks
 from medssl.report.document import Block, Cell, Code, Document, Inline, Paragraph, Section, Span, Table
 from medssl.report.plots import (
     augment_blocks,
@@ -14,7 +15,7 @@ from medssl.report.plots import (
     training_blocks,
     tsne_blocks,
 )
-from medssl.report.rundir import RunDir
+from medssl.report.rundir import RunDir, SplitSummary
 from medssl.report.tables import (
     METRIC_NAMES,
     PROTOCOL_NAMES,
@@ -26,7 +27,7 @@ from medssl.report.tables import (
 )
 from medssl.report.verdict import verdict_blocks
 
-OVERVIEW_COLUMNS = ["Dataset", "Classes", "Train", "Val", "Test", "Patients", "Image size"]
+OVERVIEW_COLUMNS = ["Dataset", "Classes", "Split", "Train", "Val", "Test", "Groups", "Image size"]
 
 
 def _dataset_row(run: RunDir, name: str) -> list[Cell]:
@@ -37,13 +38,50 @@ def _dataset_row(run: RunDir, name: str) -> list[Cell]:
     first = Cell(name, code=str(settings.get("path", "")))
     summary = run.split_summary(name)
     if summary is None:
-        return [first, *[Cell("–")] * 5, Cell(size)]
+        return [first, *[Cell("–")] * 6, Cell(size)]
     totals = {part: sum(counts) for part, counts in summary.counts.items()}
-    per_class = np.sum(list(summary.counts.values()), axis=0)
-    classes = ", ".join(f"{c} ({int(n)})" for c, n in zip(summary.classes, per_class, strict=True))
+    every_image = (
+        summary.counts.get("test", []) if summary.folds else np.sum(list(summary.counts.values()), axis=0)
+    )
+    classes = ", ".join(f"{c} ({int(n)})" for c, n in zip(summary.classes, every_image, strict=True))
     counts = [Cell(str(totals.get(part, 0))) for part in ("train", "val", "test")]
-    patients = Cell(str(summary.patients) if summary.patients else "–")
-    return [first, Cell(str(len(summary.classes)), sub=classes), *counts, patients, Cell(size)]
+    groups = Cell(str(summary.patients), sub=f"{summary.group_kind}s") if summary.patients else Cell("–")
+    return [
+        first,
+        Cell(str(len(summary.classes)), sub=classes),
+        split_cell(summary),
+        *counts,
+        groups,
+        Cell(size),
+    ]
+
+
+def split_cell(summary: SplitSummary) -> Cell:
+    """The split policy: 'grouped, 5-fold CV', 'grouped' or '⚠ random (image-level)'."""
+    policy = summary.policy or "not recorded"
+    if summary.folds:
+        return Cell(f"{policy}, {summary.folds}-fold CV", sub="train/val: fold 1; test: every image once")
+    if policy == "random":
+        return Cell("⚠ random", sub="image-level: leaks groups", warn=True)
+    return Cell(policy)
+
+
+def leakage_warning(summary: SplitSummary | None, dataset: str) -> str | None:
+    """The warning for a ``split: random`` dataset whose groups straddle train and test (None otherwise)."""
+    if summary is None or summary.policy != "random":
+        return None
+    kind = summary.group_kind
+    shared = len(summary.straddling)
+    where = (
+        f"{shared} of {summary.patients} {kind}s have images in both the training and the test set"
+        if summary.patients
+        else f"the {kind}s are unknown, so images of one {kind} may sit on both sides"
+    )
+    return (
+        f"Leakage warning ({dataset}): split: random splits image by image; {where}. A model can match the "
+        f"{kind} (stain, scanner) instead of the class, so these test scores are inflated. Use split: grouped "
+        "or folds: K for an honest estimate."
+    )
 
 
 def overview(run: RunDir, datasets: list[str]) -> Section:
@@ -51,6 +89,10 @@ def overview(run: RunDir, datasets: list[str]) -> Section:
     caption = [Span("Datasets in this run (images per split, from each dataset's split.csv)")]
     rows = [_dataset_row(run, name) for name in datasets]
     blocks: list[Block] = [Table(OVERVIEW_COLUMNS, rows, caption=caption, kind="summary")]
+    for name in datasets:
+        warning = leakage_warning(run.split_summary(name), name)
+        if warning:
+            blocks.append(Paragraph([Span(warning)], "note"))
     if not run.results:
         blocks.insert(
             0, note("results.csv has no finished rows yet; run `medssl report` again when cells finish.")
@@ -64,12 +106,12 @@ def overview(run: RunDir, datasets: list[str]) -> Section:
     return Section("Overview", "overview", blocks)
 
 
-def _legend(seed_counts: set[int], collapsed: bool) -> list[Inline]:
+def _legend(seed_counts: set[int], collapsed: bool, unit: str = "seeds") -> list[Inline]:
     spread = []
     several = sorted(n for n in seed_counts if n > 1)
     if several:
         spread.append(
-            f"the mean over {'/'.join(map(str, several))} seeds with the standard deviation (±) below"
+            f"the mean over {'/'.join(map(str, several))} {unit} with the standard deviation (±) below"
         )
     if 1 in seed_counts:
         spread.append("for a single run, the value with its 95% bootstrap confidence interval below")
@@ -92,7 +134,7 @@ def _legend(seed_counts: set[int], collapsed: bool) -> list[Inline]:
     return notes
 
 
-def table_block(table: StudyTable) -> Table:
+def table_block(table: StudyTable, folds: int = 0) -> Table:
     """The study table: encoders (SSL first, then baselines) × protocols × (accuracy, AUROC, bal. acc.)."""
     columns, groups = ["Encoder"], [("", 1)]
     for protocol in table.protocols:
@@ -115,8 +157,11 @@ def table_block(table: StudyTable) -> Table:
                 cells.append(Cell(main, sub, best=metric in cell.best, warn=cell.collapsed))
         body.append(cells)
     tested = f" ({table.n_test} test images)" if table.n_test else ""
+    if folds:
+        tested = f", {folds}-fold cross-validation (mean ± sd over folds × seeds; up to {table.n_test} test images a fold)"
     caption = [Span(f"Test-set results at label fraction {format_fraction(table.fraction)}{tested}")]
-    return Table(columns, body, caption, _legend(seed_counts, collapsed), groups, headings, kind="study")
+    legend = _legend(seed_counts, collapsed, "folds × seeds" if folds else "seeds")
+    return Table(columns, body, caption, legend, groups, headings, kind="study")
 
 
 def _class_count(run: RunDir, dataset: str) -> int:
@@ -134,9 +179,12 @@ def dataset_section(run: RunDir, dataset: str, index: int, n_bootstrap: int) -> 
     table = study_table(run.results, dataset)
     classes = run.class_names(dataset, _class_count(run, dataset))
     ctx = Context(run, dataset, f"d{index}-{slug(dataset)}", table, classes, n_bootstrap)
+    warning = leakage_warning(ctx.split, dataset)
     blocks: list[Block] = [
-        table_block(table),
+        *([Paragraph([Span(warning)], "note")] if warning else []),
+        table_block(table, ctx.folds),
         provenance(run, "results.csv"),
+        *fold_blocks(ctx),
         *verdict_blocks(ctx),
         *label_efficiency_blocks(ctx),
         *training_blocks(ctx),
@@ -162,5 +210,7 @@ def build_document(run: RunDir, n_bootstrap: int = 2000) -> Document:
     labels = (("command", "Command"), ("machine", "Machine"), ("started", "Started"))
     meta += [(label, run.meta(key)) for key, label in labels if run.meta(key)]
     sections = [overview(run, datasets)]
+    comparison = comparison_section(run, datasets)
+    sections += [comparison] if comparison else []
     sections += [dataset_section(run, name, i, n_bootstrap) for i, name in enumerate(datasets, 1)]
     return Document(f"Study report: {run.root.resolve().name}", subtitle, meta, sections)

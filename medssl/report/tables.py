@@ -209,8 +209,8 @@ def format_fraction(fraction: float) -> str:
     return f"{fraction:.2f}".rstrip("0").rstrip(".") if fraction < 1 else f"{fraction:.1f}"
 
 
-def verdict_pair(table: StudyTable) -> tuple[StudyRow, StudyRow, str] | None:
-    """(best in-domain SSL row, best ImageNet-frozen row, protocol), chosen by linear-probe accuracy.
+def verdict_pair(table: StudyTable, metric: str = "accuracy") -> tuple[StudyRow, StudyRow, str] | None:
+    """(best in-domain SSL row, best ImageNet-frozen row, protocol), chosen by linear-probe ``metric``.
 
     kNN (then weighted kNN) is used when the two kinds do not both have a linear probe; collapsed cells
     never count as best.
@@ -219,12 +219,12 @@ def verdict_pair(table: StudyTable) -> tuple[StudyRow, StudyRow, str] | None:
         best = []
         for is_ssl in (True, False):
             scored = [
-                (row.cells[protocol].stats["accuracy"].mean, i)
+                (row.cells[protocol].stats[metric].mean, i)
                 for i, row in enumerate(table.rows)
                 if (row.info.is_ssl if is_ssl else row.info.method == "imagenet")
                 and protocol in row.cells
                 and not row.cells[protocol].collapsed
-                and math.isfinite(row.cells[protocol].stats["accuracy"].mean)
+                and math.isfinite(row.cells[protocol].stats[metric].mean)
             ]
             if scored:
                 best.append(table.rows[max(scored, key=lambda t: (t[0], -t[1]))[1]])

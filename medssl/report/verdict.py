@@ -33,20 +33,38 @@ def p_text(p: float) -> str:
     return f"p={p:.3f}" if p < 0.01 else f"p={p:.2f}"
 
 
-def verdict_sentence(ssl: str, imagenet: str, difference: float, p_value: float) -> tuple[str, str]:
-    """(plain sentence, CSS kind) for the accuracy difference ``ssl`` − ``imagenet`` and its p-value."""
+METRIC_WORDS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
+
+
+def verdict_sentence(
+    ssl: str, imagenet: str, difference: float, p_value: float, metric: str = "accuracy"
+) -> tuple[str, str]:
+    """(plain sentence, CSS kind) for the ``metric`` difference ``ssl`` − ``imagenet`` and its p-value."""
+    words = METRIC_WORDS.get(metric, metric)
     winner = better_of(difference, p_value, ALPHA)
     if winner > 0:
         text = (
-            f"{ssl} is better than {imagenet} by {points(difference)} points of accuracy, {p_text(p_value)}."
+            f"{ssl} is better than {imagenet} by {points(difference)} points of {words}, {p_text(p_value)}."
         )
         return text[0].upper() + text[1:], "verdict-better"
     if winner < 0:
         gap = f"{100 * -difference:.1f}"
-        text = f"{imagenet} is better than {ssl} by {gap} points of accuracy, {p_text(p_value)}."
+        text = f"{imagenet} is better than {ssl} by {gap} points of {words}, {p_text(p_value)}."
         return text[0].upper() + text[1:], "verdict-worse"
-    summary = f"{points(difference)} points of accuracy, {p_text(p_value)}"
+    summary = f"{points(difference)} points of {words}, {p_text(p_value)}"
     return f"No significant difference between {ssl} and {imagenet}: {summary}.", "verdict-same"
+
+
+def primary_metric_text(ctx: Context) -> str:
+    """Which metric the verdict rests on, and why."""
+    share = ctx.split.majority_share if ctx.split else math.nan
+    if ctx.primary_metric == "balanced_accuracy":
+        return (
+            f"Primary metric: balanced accuracy, because the largest class is {100 * share:.0f}% of the test "
+            "images (over 60%): plain accuracy would reward predicting it for everyone."
+        )
+    basis = f" (the largest class is {100 * share:.0f}% of the test images)" if math.isfinite(share) else ""
+    return f"Primary metric: accuracy{basis}; balanced accuracy is in the table."
 
 
 def align(a: Predictions, b: Predictions) -> Aligned | None:
@@ -75,22 +93,25 @@ def _why_none(ctx: Context) -> str:
 
 
 def _predictions(ctx: Context, ssl: StudyRow, imagenet: StudyRow, protocol: str):
-    """(seed, [ssl file, imagenet file], aligned data or None), or why there is nothing to compare."""
+    """(seed, files, aligned data or None), or why there is nothing to compare. Under cross-validation each
+    encoder's out-of-fold predictions (every image once) are compared."""
     ssl_rows = ctx.rows_for(ssl.info.encoder, protocol)
     imagenet_rows = ctx.rows_for(imagenet.info.encoder, protocol)
     common = sorted({r.seed for r in ssl_rows} & {r.seed for r in imagenet_rows})
     if not common:
         return "the two encoders share no seed to compare on"
     seed = common[0]
-    files = [next(r for r in rows if r.seed == seed).predictions for rows in (ssl_rows, imagenet_rows)]
-    a, b = (ctx.run.predictions(f) for f in files)
-    return seed, files, align(a, b) if a is not None and b is not None else None
+    (a, files_a), (b, files_b) = (
+        ctx.predictions(row.info.encoder, protocol, seed) for row in (ssl, imagenet)
+    )
+    return seed, [*files_a, *files_b], align(a, b) if a is not None and b is not None else None
 
 
 def verdict_blocks(ctx: Context) -> list[Block]:
-    """Heading, the verdict sentence, its statistics, and the prediction files it came from."""
+    """Heading, the verdict sentence, its primary metric, its statistics, and the prediction files."""
     blocks: list[Block] = [Heading("Verdict: in-domain SSL vs ImageNet transfer", 3)]
-    pair = verdict_pair(ctx.table)
+    metric = ctx.primary_metric
+    pair = verdict_pair(ctx.table, metric)
     if pair is None:
         return [*blocks, note(f"No verdict: {_why_none(ctx)}.")]
     ssl_row, imagenet_row, protocol = pair
@@ -103,27 +124,42 @@ def verdict_blocks(ctx: Context) -> list[Block]:
         return [*blocks, note(text), provenance(ctx.run, *files)]
     y_true, prob_ssl, prob_imagenet = data
     n = ctx.n_bootstrap
-    acc, auc = compare_probabilities(y_true, prob_ssl, prob_imagenet, ("accuracy", "auroc"), n, seed=0)
-    accuracy, acc_low, acc_high, acc_p = acc.difference, acc.ci_low, acc.ci_high, acc.p_value
-    auroc, auc_low, auc_high, auc_p = auc.difference, auc.ci_low, auc.ci_high, auc.p_value
-    sentence, kind = verdict_sentence(_ssl_name(ssl_row), _imagenet_name(imagenet_row), accuracy, acc_p)
+    metrics = tuple(dict.fromkeys((metric, "accuracy", "auroc")))
+    comparisons = compare_probabilities(y_true, prob_ssl, prob_imagenet, metrics, n, seed=0)
+    compared = dict(zip(metrics, comparisons, strict=True))
+    main, auc = compared[metric], compared["auroc"]
+    sentence, kind = verdict_sentence(
+        _ssl_name(ssl_row), _imagenet_name(imagenet_row), main.difference, main.p_value, metric
+    )
     auroc_text = (
-        f"AUROC difference {signed(auroc)} (95% CI {signed(auc_low)} to {signed(auc_high)}, {p_text(auc_p)})"
-        if math.isfinite(auc_low)
+        f"AUROC difference {signed(auc.difference)} (95% CI {signed(auc.ci_low)} to {signed(auc.ci_high)}, "
+        f"{p_text(auc.p_value)})"
+        if math.isfinite(auc.ci_low)
         else "AUROC difference not computable"
     )
+    differences = [
+        f"{METRIC_WORDS[m]} difference {points(c.difference)} points (95% CI {points(c.ci_low)} to "
+        f"{points(c.ci_high)}, {p_text(c.p_value)})"
+        for m, c in compared.items()
+        if m != "auroc"
+    ]
     protocol_name = PROTOCOL_NAMES.get(protocol, protocol)
+    scored = (
+        f"the out-of-fold predictions of all {len(y_true)} images ({ctx.folds} folds pooled, each image "
+        "tested once) scored by both"
+        if ctx.folds
+        else f"{len(y_true)} test images scored by both"
+    )
     details = (
-        f"{protocol_name}, label fraction {format_fraction(ctx.table.fraction)}, seed {seed}, "
-        f"{len(y_true)} test images scored by both; paired bootstrap with {n} resamples of the test "
-        f"images: accuracy difference {points(accuracy)} points (95% CI {points(acc_low)} to "
-        f"{points(acc_high)}, {p_text(acc_p)}); "
-        f"{auroc_text}. The two encoders are the best of each kind by {protocol_name.lower()} accuracy "
+        f"{protocol_name}, label fraction {format_fraction(ctx.table.fraction)}, seed {seed}, {scored}; "
+        f"paired bootstrap with {n} resamples of the test images: {'; '.join(differences)}; {auroc_text}. "
+        f"The two encoders are the best of each kind by {protocol_name.lower()} {METRIC_WORDS[metric]} "
         f"in the table above; significance level {ALPHA}."
     )
     return [
         *blocks,
         Paragraph([Span(sentence)], kind),
+        Paragraph([Span(primary_metric_text(ctx))]),
         Paragraph([Span(details)]),
         provenance(ctx.run, *files),
     ]

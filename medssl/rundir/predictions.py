@@ -3,6 +3,7 @@
 ``<dataset>/eval/<encoder>/predictions/<protocol>-f<fraction>-s<seed>.npz`` holds ``y_true``, ``y_prob``
 (n_test, n_classes) and ``test_index`` (the dataset index of each test image). ``medssl compare`` and the
 report's verdict both pair files with ``align_predictions``: the same test images and labels, or an error.
+Under cross-validation ``pool_predictions`` joins the folds' files into one out-of-fold set (each image once).
 """
 
 from __future__ import annotations
@@ -71,3 +72,33 @@ def align_predictions(
             f"{names[0]} and {names[1]} disagree on the test labels or classes; were they made on the same dataset?"
         )
     return a["y_true"], a["y_prob"], b["y_prob"][order]
+
+
+def pool_predictions(parts: list[Predictions], names: list[str] | None = None) -> Predictions:
+    """The out-of-fold predictions of a cross-validation: the folds' files joined and ordered by image id.
+
+    A DataError unless the folds' test images are disjoint (every image predicted exactly once) and the
+    folds agree on the classes; the pooled set then pairs with ``align_predictions`` like any other.
+    """
+    names = names or [f"fold {k}" for k in range(1, len(parts) + 1)]
+    if not parts:
+        raise DataError("no fold predictions to pool; run the cross-validation cells first")
+    widths = {part["y_prob"].shape[1] for part in parts}
+    if len(widths) > 1:
+        raise DataError(
+            f"{', '.join(names)}: the folds' predictions have different classes ({sorted(widths)})"
+        )
+    index = np.concatenate([part["test_index"] for part in parts])
+    unique, counts = np.unique(index, return_counts=True)
+    if len(unique) != len(index):
+        repeated = unique[counts > 1]
+        raise DataError(
+            f"{', '.join(names)}: {len(repeated)} test images appear in more than one fold (e.g. image "
+            f"{int(repeated[0])}); pool the folds of one cross-validation (one split.csv)"
+        )
+    order = np.argsort(index, kind="stable")
+    return {
+        "y_true": np.concatenate([part["y_true"] for part in parts])[order],
+        "y_prob": np.concatenate([part["y_prob"] for part in parts])[order],
+        "test_index": index[order],
+    }

@@ -2,7 +2,8 @@
 
 Rows are appended under an exclusive lock in a single fsynced write, so concurrent writers never interleave
 and a finished cell survives a crash. Every row carries the ``settings_key`` of the settings that made it
-(see ``medssl.rundir.settings``); files written before that column existed still load (key ``""``).
+(see ``medssl.rundir.settings``); files written before that column existed still load (key ``""``). Under cross-validation a row also carries
+its ``fold`` (1..K); it is empty for a single split and in files written before the column existed.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from medssl.rundir.atomic import atomic_write
 
 RESULTS = "results.csv"
 CI_COLUMNS = ("accuracy_ci_low", "accuracy_ci_high", "auroc_ci_low", "auroc_ci_high")
-IDENTITY = ("dataset", "encoder", "protocol", "label_fraction", "seed")
+IDENTITY = ("dataset", "encoder", "protocol", "label_fraction", "seed", "fold")
 """What names a cell: a second row with the same identity is the same cell evaluated again."""
 RESULT_COLUMNS = (
-    *("dataset", "encoder", "method", "backbone", "init", "protocol", "label_fraction", "seed"),
+    *("dataset", "encoder", "method", "backbone", "init", "protocol", "label_fraction", "seed", "fold"),
     *("n_train", "n_test"),
     *METRICS,
     *CI_COLUMNS,
@@ -33,7 +34,7 @@ RESULT_COLUMNS = (
 )
 FLOAT_COLUMNS = (*METRICS, *CI_COLUMNS, "wall_s")
 
-CellId = tuple[str, str, str, float, int]
+CellId = tuple[str, str, str, float, int, int | None]
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,15 @@ class Result:
     collapsed: bool
     predictions: str
     settings_key: str = ""
+    fold: int | None = None
+    """The cross-validation fold (1..K); None for a single split."""
 
     def metric(self, name: str) -> float:
         return self.metrics.get(name, math.nan)
 
     @property
     def cell(self) -> CellId:
-        return (self.dataset, self.encoder, self.protocol, self.label_fraction, self.seed)
+        return (self.dataset, self.encoder, self.protocol, self.label_fraction, self.seed, self.fold)
 
 
 def cell_id(row: Mapping[str, Any]) -> CellId:
@@ -71,6 +74,7 @@ def cell_id(row: Mapping[str, Any]) -> CellId:
         str(row["protocol"]),
         float(row["label_fraction"]),
         int(row["seed"]),
+        parse_fold(row.get("fold")),
     )
 
 
@@ -84,6 +88,14 @@ def parse_float(text: str | None) -> float:
 def parse_int(text: str | None) -> int:
     value = parse_float(text)
     return int(value) if math.isfinite(value) else 0
+
+
+def parse_fold(value: Any) -> int | None:
+    """A fold number, or None for an empty cell (a single split, or a file from before folds)."""
+    if value in (None, ""):
+        return None
+    number = parse_float(str(value))
+    return int(number) if math.isfinite(number) else None
 
 
 def _bool(text: str | None) -> bool:
@@ -106,6 +118,7 @@ def _typed(row: Mapping[str, str]) -> Result:
         collapsed=_bool(row.get("collapsed")),
         predictions=row.get("predictions") or "",
         settings_key=row.get("settings_key") or "",
+        fold=parse_fold(row.get("fold")),
     )
 
 
@@ -151,7 +164,7 @@ def rewrite_results(
 ) -> int:
     """Rewrite ``path`` atomically in the current schema: the rows ``keep`` accepts, then ``add``; returns
     how many rows were dropped. Replaces a cell in one step, and upgrades a file written before
-    ``settings_key`` existed."""
+    ``settings_key`` or ``fold`` existed."""
     path = Path(path)
     rows = _raw_rows(path) if path.is_file() else []
     kept: list[Mapping[str, Any]] = [row for row in rows if row.get("protocol") and keep(_typed(row))]

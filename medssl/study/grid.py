@@ -2,7 +2,10 @@
 
 Cells are pre-training runs (done when ``encoder.json`` exists; an interrupted one resumes from its last
 checkpoint) and evaluation cells (done when ``results.csv`` has their row: dataset, encoder, protocol, label
-fraction, seed). So a killed grid continues where it stopped, with no cell run twice.
+fraction, seed, fold). So a killed grid continues where it stopped, with no cell run twice.
+
+A dataset with ``folds: K`` runs every cell once per fold: fold k pre-trains on its own training images
+only (``<out>/<dataset>/fold<k>/pretrain/<encoder>``), and its baselines and probes use the same fold.
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ from rich.progress import (
 )
 
 from medssl.common.lightning import quiet_lightning_logs
-from medssl.data.dataset import DataConfig, PreparedData, prepare_data
+from medssl.data.dataset import DataConfig, PreparedData, prepare_folds
 from medssl.errors import Interrupted
 from medssl.evaluate.api import evaluate_encoder, evaluation_values
 from medssl.models.encoder import ENCODER_META, Encoder, encoder_from_spec, load_encoder
 from medssl.rundir.atomic import write_text
 from medssl.rundir.paths import check_apart, check_out
-from medssl.rundir.results import read_results
+from medssl.rundir.results import CellId, read_results
 from medssl.rundir.settings import (
     cell_settings,
     changed_common,
@@ -60,6 +63,11 @@ class EncoderJob:
     pretrain: PretrainConfig | None = None
     frozen: bool = True
     finetune: bool = False
+
+
+def fold_numbers(data_config: DataConfig) -> list[int | None]:
+    """1..K under ``folds: K``; ``[None]`` (one split) otherwise."""
+    return list(range(1, data_config.folds + 1)) if data_config.folds else [None]
 
 
 def ssl_jobs(study: StudyConfig, data_config: DataConfig) -> list[EncoderJob]:
@@ -93,8 +101,8 @@ def baseline_jobs(study: StudyConfig) -> list[EncoderJob]:
     ]
 
 
-def finished_cells(results: Path) -> set[tuple[str, str, str, float, int]]:
-    """(dataset, encoder, protocol, label_fraction, seed) of every row already in ``results.csv``."""
+def finished_cells(results: Path) -> set[CellId]:
+    """(dataset, encoder, protocol, label_fraction, seed, fold) of every row already in ``results.csv``."""
     return {result.cell for result in read_results(results)}
 
 
@@ -179,10 +187,12 @@ class StudyRunner:
             for seed in range(settings.seeds)
         ]
 
-    def eval_cells(self, dataset: str, job: EncoderJob) -> list[tuple[str, float, int]]:
-        """(protocol, fraction, seed) cells of ``job`` not yet in results.csv."""
+    def eval_cells(
+        self, dataset: str, job: EncoderJob, fold: int | None = None
+    ) -> list[tuple[str, float, int]]:
+        """(protocol, fraction, seed) cells of ``job`` (in ``fold``) not yet in results.csv."""
         done = finished_cells(self.results)
-        return [cell for cell in self.all_cells(job) if (dataset, job.encoder_id, *cell) not in done]
+        return [cell for cell in self.all_cells(job) if (dataset, job.encoder_id, *cell, fold) not in done]
 
     def evaluation_values(self) -> dict:
         s = self.study.evaluation
@@ -190,10 +200,10 @@ class StudyRunner:
             k=s.k, n_bootstrap=s.n_bootstrap, finetune_epochs=s.finetune_epochs, patience=s.patience
         )
 
-    def recorded_encoder(self, dataset: str, job: EncoderJob) -> dict | None:
+    def recorded_encoder(self, dataset: str, job: EncoderJob, fold: int | None = None) -> dict | None:
         """The settings in ``encoder.json`` of a finished SSL job (None when it is not finished)."""
         try:
-            meta = json.loads((self.pretrain_dir(dataset, job) / ENCODER_META).read_text())
+            meta = json.loads((self.pretrain_dir(dataset, job, fold) / ENCODER_META).read_text())
         except (OSError, ValueError):
             return None
         return meta.get("settings") if isinstance(meta, dict) else None
@@ -207,47 +217,59 @@ class StudyRunner:
         registry, done = read_registry(self.out), {r.cell: r for r in read_results(self.results)}
         for name, data_config in self.study.datasets.items():
             keyed_data = data_settings(data_config.model_dump(mode="json"))
-            for job in [*ssl_jobs(self.study, data_config), *baseline_jobs(self.study)]:
-                encoder = {"spec": job.spec}
-                if job.pretrain is not None:
-                    recorded = self.recorded_encoder(name, job)
-                    if recorded is None:
-                        continue
-                    expected = pretrain_settings(job.pretrain.model_dump(mode="json"))
-                    old = {k: v for k, v in recorded.items() if k != "data_fingerprint"}
-                    if changes := changed_common(old, expected):
-                        return [f"{name}/{job.encoder_id}: {c}" for c in changes]
-                    encoder = recorded
-                for protocol, fraction, seed in self.all_cells(job):
-                    row = done.get((name, job.encoder_id, protocol, fraction, seed))
-                    new = cell_settings(
-                        keyed_data, encoder, evaluation_settings(protocol, self.evaluation_values())
-                    )
-                    if row is None or row.settings_key in ("", settings_key(new)):
-                        continue
-                    old = registry.get(row.settings_key)
-                    changes = changed_common(old, new) if old else [f"results.csv key {row.settings_key}"]
+            for fold in fold_numbers(data_config):
+                for job in [*ssl_jobs(self.study, data_config), *baseline_jobs(self.study)]:
+                    changes = self.changed_cells(name, job, fold, keyed_data, registry, done)
                     if changes:
                         return changes
+        return []
+
+    def changed_cells(
+        self, name: str, job: EncoderJob, fold: int | None, keyed_data: dict, registry: dict, done: dict
+    ) -> list[str]:
+        """How the finished encoder and cells of ``job`` in ``fold`` differ from this study's settings."""
+        encoder = {"spec": job.spec}
+        if job.pretrain is not None:
+            recorded = self.recorded_encoder(name, job, fold)
+            if recorded is None:
+                return []
+            expected = pretrain_settings(job.pretrain.model_dump(mode="json"))
+            old = {k: v for k, v in recorded.items() if k != "data_fingerprint"}
+            if changes := changed_common(old, expected):
+                return [f"{name}/{job.encoder_id}: {c}" for c in changes]
+            encoder = recorded
+        for protocol, fraction, seed in self.all_cells(job):
+            row = done.get((name, job.encoder_id, protocol, fraction, seed, fold))
+            new = cell_settings(keyed_data, encoder, evaluation_settings(protocol, self.evaluation_values()))
+            if row is None or row.settings_key in ("", settings_key(new)):
+                continue
+            old = registry.get(row.settings_key)
+            changes = changed_common(old, new) if old else [f"results.csv key {row.settings_key}"]
+            if changes:
+                return changes
         return []
 
     def pending_units(self) -> int:
         """Epochs left to pre-train plus evaluation cells left: the progress bar's total."""
         units = 0
         for name, data_config in self.study.datasets.items():
-            for job in [*ssl_jobs(self.study, data_config), *baseline_jobs(self.study)]:
-                if job.pretrain and not (self.pretrain_dir(name, job) / ENCODER_META).exists():
-                    units += job.pretrain.epochs
-                units += len(self.eval_cells(name, job))
+            for fold in fold_numbers(data_config):
+                for job in [*ssl_jobs(self.study, data_config), *baseline_jobs(self.study)]:
+                    if job.pretrain and not (self.pretrain_dir(name, job, fold) / ENCODER_META).exists():
+                        units += job.pretrain.epochs
+                    units += len(self.eval_cells(name, job, fold))
         return units
 
-    def pretrain_dir(self, dataset: str, job: EncoderJob) -> Path:
-        return self.out / dataset / "pretrain" / job.encoder_id
+    def pretrain_dir(self, dataset: str, job: EncoderJob, fold: int | None = None) -> Path:
+        """``<out>/<dataset>/pretrain/<encoder>``; ``<out>/<dataset>/fold<k>/pretrain/<encoder>`` in fold k."""
+        root = self.out / dataset
+        return (root / f"fold{fold}" if fold else root) / "pretrain" / job.encoder_id
 
-    def encoder(self, dataset: str, job: EncoderJob, data: PreparedData, advance) -> Encoder:
+    def encoder(self, job: EncoderJob, data: PreparedData, advance) -> Encoder:
+        """The baseline, or the SSL encoder pre-trained (now, or resumed) on ``data``'s training images."""
         if job.spec:
             return encoder_from_spec(job.spec)
-        run_dir = self.pretrain_dir(dataset, job)
+        run_dir = self.pretrain_dir(data.name, job, data.fold)
         if not (run_dir / ENCODER_META).exists():
             pretrain(job.pretrain, run_dir, data=data, resume=True, callbacks=[_EpochProgress(advance)])
         encoder = load_encoder(run_dir)
@@ -258,7 +280,7 @@ class StudyRunner:
         self, data: PreparedData, job: EncoderJob, encoder: Encoder, keyed_data: dict, advance
     ) -> None:
         settings = self.study.evaluation
-        for protocol, fraction, seed in self.eval_cells(data.name, job):
+        for protocol, fraction, seed in self.eval_cells(data.name, job, data.fold):
             evaluate_encoder(
                 encoder, data, [protocol], [fraction], [seed], self.out, k=settings.k,
                 n_bootstrap=settings.n_bootstrap, finetune_epochs=settings.finetune_epochs,
@@ -267,13 +289,21 @@ class StudyRunner:
             advance(1)
 
     def run_dataset(self, name: str, data_config: DataConfig, advance) -> None:
+        """Every cell of one dataset, fold after fold under cross-validation (a fold's encoders are
+        pre-trained on that fold's training images only)."""
         data_config = data_config.model_copy(update={"name": name})
-        data = prepare_data(data_config, run_dir=self.out / name)
-        self.preview(data)
+        folds = prepare_folds(data_config, run_dir=self.out / name)
+        self.preview(folds[0])
         keyed_data = data_settings(data_config.model_dump(mode="json"))
-        for job in [*ssl_jobs(self.study, data_config), *baseline_jobs(self.study)]:
-            encoder = self.encoder(name, job, data, advance)
-            self.evaluate(data, job, encoder, keyed_data, advance)
+        for data in folds:
+            for job in [*ssl_jobs(self.study, data_config), *baseline_jobs(self.study)]:
+                trained = (
+                    not job.pretrain or (self.pretrain_dir(name, job, data.fold) / ENCODER_META).exists()
+                )
+                if trained and not self.eval_cells(name, job, data.fold):
+                    continue  # a finished cell: nothing to build or load
+                encoder = self.encoder(job, data, advance)
+                self.evaluate(data, job, encoder, keyed_data, advance)
 
     def preview(self, data: PreparedData) -> None:
         path = self.out / data.name / "augment_preview.png"

@@ -26,6 +26,7 @@ HELPERS_COLUMNS = [
     "protocol",
     "label_fraction",
     "seed",
+    "fold",
     "n_train",
     "n_test",
     "accuracy",

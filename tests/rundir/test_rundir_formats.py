@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medssl.errors import DataError
 from medssl.rundir.atomic import atomic_write, remove_stale_temps, write_text
+from medssl.rundir.predictions import pool_predictions
 from medssl.rundir.results import RESULT_COLUMNS, append_results, read_results, rewrite_results
 from medssl.rundir.settings import (
     cell_settings,
@@ -47,7 +49,8 @@ def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "a.tmp1", "best.ckpt"]
 
 
-OLD_COLUMNS = RESULT_COLUMNS[: RESULT_COLUMNS.index("settings_key")]
+OLD_COLUMNS = tuple(c for c in RESULT_COLUMNS[: RESULT_COLUMNS.index("settings_key")] if c != "fold")
+"""The columns of a results.csv written before settings keys and folds existed."""
 
 
 def test_a_results_file_without_settings_keys_loads_and_is_upgraded(tmp_path: Path) -> None:
@@ -57,7 +60,11 @@ def test_a_results_file_without_settings_keys_loads_and_is_upgraded(tmp_path: Pa
         writer.writeheader()
         writer.writerow({**ROW, "accuracy": "0.5", "collapsed": "False"})
     (old,) = read_results(path)
-    assert old.settings_key == "" and old.metric("accuracy") == 0.5 and old.cell == ("d", "e", "knn", 1.0, 0)
+    assert (
+        old.settings_key == ""
+        and old.metric("accuracy") == 0.5
+        and old.cell == ("d", "e", "knn", 1.0, 0, None)
+    )
     append_results(path, [{**ROW, "seed": 1, "accuracy": 0.75, "settings_key": "abc"}])
     with path.open(newline="") as handle:
         assert next(csv.reader(handle)) == list(RESULT_COLUMNS)  # the columns still line up
@@ -102,3 +109,39 @@ def test_keys_a_newer_medssl_added_are_not_changes() -> None:
     assert changed_common(old, {"data": {"image_size": 48, "folds": None}, "epochs": 1}) == [
         "data.image_size: 32 -> 48"
     ]
+
+
+def test_fold_rows_are_separate_cells_and_single_split_rows_have_an_empty_fold(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    append_results(path, [{**ROW, "fold": None}, {**ROW, "fold": 1}, {**ROW, "fold": 2}])
+    with path.open(newline="") as handle:
+        assert [r["fold"] for r in csv.DictReader(handle)] == ["", "1", "2"]
+    rows = read_results(path)
+    assert [r.fold for r in rows] == [None, 1, 2] and len({r.cell for r in rows}) == 3
+
+
+def _fold(index: list[int], n_classes: int = 3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(len(index))
+    return {
+        "y_true": np.array(index) % n_classes,
+        "y_prob": rng.dirichlet(np.ones(n_classes), len(index)),
+        "test_index": np.array(index),
+    }
+
+
+def test_pooled_out_of_fold_predictions_cover_each_image_once_in_id_order() -> None:
+    a, b = _fold([4, 0, 2]), _fold([1, 5, 3])
+    pooled = pool_predictions([a, b])
+    assert pooled["test_index"].tolist() == [0, 1, 2, 3, 4, 5]
+    assert np.array_equal(pooled["y_prob"][4], a["y_prob"][0]) and pooled["y_true"].tolist() == [
+        0,
+        1,
+        2,
+        0,
+        1,
+        2,
+    ]
+    with pytest.raises(DataError, match="more than one fold"):
+        pool_predictions([a, _fold([2, 7])])
+    with pytest.raises(DataError, match="different classes"):
+        pool_predictions([a, _fold([9], n_classes=4)])
