@@ -232,6 +232,10 @@ def benchmark(
     ),
     restart: RestartOpt = False,
     set_: SetOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(help="List the cells, their dependencies and which are done in --out; run nothing."),
+    ] = False,
 ) -> None:
     """Run the whole study grid (resumable), then write OUT/report.md and OUT/report.html.
 
@@ -240,6 +244,13 @@ def benchmark(
     from medssl.study import load_study, run_study
 
     study = load_study(config, set_ or [])
+    if dry_run:
+        from medssl.study.cells import cell_statuses, status_lines
+        from medssl.study.grid import StudyRunner
+
+        StudyRunner(study, out).check()  # the refusal a real run would give, before listing
+        typer.echo("\n".join(status_lines(cell_statuses(study, out), needs=True)))
+        return
     _restart(out, restart)
     run_study(study, out)
     typer.echo(f"results: {out / 'results.csv'}\nreport:  {out / 'report.html'}")
@@ -456,6 +467,16 @@ def compare_command(
     typer.echo(f"A = {path_a}\nB = {path_b}")
     for comparison in compare_predictions(path_a, path_b, tuple(metrics), n_resamples=resamples):
         typer.echo(comparison.sentence(name_a, name_b))
+
+
+@app.command("status")
+def status_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by `medssl benchmark --out DIR`.")],
+) -> None:
+    """The cells of a study run: done, running, failed (with the log path) or pending."""
+    from medssl.study.cells import cell_statuses, run_study_config, status_lines
+
+    typer.echo("\n".join(status_lines(cell_statuses(run_study_config(run_dir), run_dir))))
 
 
 # --- report (medssl.report) ------------------------------------------------------------------------------
