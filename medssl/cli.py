@@ -236,6 +236,15 @@ def benchmark(
         bool,
         typer.Option(help="List the cells, their dependencies and which are done in --out; run nothing."),
     ] = False,
+    launcher: Annotated[
+        str | None,
+        typer.Option(
+            help="sequential, local (--workers cells at once) or slurm (default: the study's launcher)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="local: cells at once (default: one per GPU, else one per 4 cores).")
+    ] = None,
 ) -> None:
     """Run the whole study grid (resumable), then write OUT/report.md and OUT/report.html.
 
@@ -243,7 +252,8 @@ def benchmark(
     """
     from medssl.study import load_study, run_study
 
-    study = load_study(config, set_ or [])
+    overrides = [f"{key}={value}" for key, value in _given(launcher=launcher, workers=workers).items()]
+    study = load_study(config, [*(set_ or []), *overrides])
     if dry_run:
         from medssl.study.cells import cell_statuses, status_lines
         from medssl.study.grid import StudyRunner
@@ -252,7 +262,17 @@ def benchmark(
         typer.echo("\n".join(status_lines(cell_statuses(study, out), needs=True)))
         return
     _restart(out, restart)
-    run_study(study, out)
+    if study.launcher == "sequential":
+        run_study(study, out)
+    else:
+        from medssl.study.launch import launch_study
+
+        jobs = launch_study(study, out)
+        if study.launcher == "slurm":
+            ids = ", ".join(sorted({job.job_id.split("_")[0] for job in jobs.values()}))
+            typer.echo(f"{len(jobs)} SLURM jobs submitted ({ids}); follow them with `medssl status {out}`, then "
+                       f"write the report with `medssl report {out}`")  # fmt: skip
+            return
     typer.echo(f"results: {out / 'results.csv'}\nreport:  {out / 'report.html'}")
 
 
