@@ -260,6 +260,10 @@ def benchmark(
 
         StudyRunner(study, out).check()  # the refusal a real run would give, before listing
         typer.echo("\n".join(status_lines(cell_statuses(study, out), needs=True)))
+        if study.launcher == "slurm":
+            from medssl.study.launch import slurm_plan
+
+            typer.echo(slurm_plan(study, out))
         return
     _restart(out, restart)
     if study.launcher == "sequential":

@@ -11,6 +11,7 @@ resubmission skips it, and a killed task resumes from its last checkpoint. Each 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,8 +188,19 @@ def slurm_parameters(settings: SlurmSettings) -> dict:
 
 def sbatch_script(settings: SlurmSettings, folder: str | Path, array: int | None = None) -> str:
     """The sbatch script submitit writes for a job (an array of ``array`` jobs) with ``settings``."""
-    command = "python -u -m submitit.core._submit " + str(folder)
+    command = f"{sys.executable} -u -m submitit.core._submit {folder}"  # what submitit runs in each job
     return _make_sbatch_string(command=command, folder=folder, map_count=array, **slurm_parameters(settings))
+
+
+def slurm_plan(study: StudyConfig, out: str | Path) -> str:
+    """What ``launcher: slurm`` would submit into ``out``: the job counts and the array's sbatch script."""
+    tasks = pending_tasks(study, out)
+    ready = sum(not task.needs for task in tasks)
+    script = sbatch_script(study.slurm, Path(out) / LOG_DIR, array=ready) if ready else ""
+    return (
+        f"SLURM: an array of {ready} jobs, then {len(tasks) - ready} jobs each after the pre-training it needs"
+        f" (afterok). The array's sbatch script:\n{script}"
+    )
 
 
 def submit_tasks(study: StudyConfig, out: str | Path, tasks: list[Task], executor: submitit.Executor) -> dict:

@@ -64,6 +64,9 @@ def test_dry_run_lists_cells_and_what_is_done_running_nothing(tmp_path: Path, pi
         f"pending  {PRETRAIN}\n" in listing and "3 cells: 0 done, 0 running, 0 failed, 3 pending" in listing
     )
     assert not out.exists()  # nothing written, nothing run
+    plan = cli("benchmark", str(config), "--out", str(out), "--dry-run", "--launcher", "slurm")
+    assert "SLURM: an array of 2 jobs, then 1 jobs each after" in plan and "#SBATCH --array=0-1%2" in plan
+    assert not out.exists()
     run_study(load_study(config), out, show_progress=False)
     listing = cli("benchmark", str(config), "--out", str(out), "--dry-run")
     assert "3 cells: 3 done, 0 running, 0 failed, 0 pending" in listing
