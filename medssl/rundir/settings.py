@@ -27,6 +27,7 @@ PRETRAIN_RUNTIME = (
     "progress_bar",
     "accelerator",
     "devices",
+    "num_nodes",
     "compile",
     "knn_k",
     "knn_every",

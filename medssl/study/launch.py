@@ -31,6 +31,7 @@ from medssl.study.cells import done_cells, study_cells
 from medssl.study.config import SlurmSettings, StudyConfig
 from medssl.study.grid import EncoderJob, StudyRunner, _write_config
 from medssl.study.preflight import preflight
+from medssl.train.api import world_size
 
 LOG_DIR = "_logs"
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60
@@ -186,6 +187,15 @@ def slurm_parameters(settings: SlurmSettings) -> dict:
     return {key: value for key, value in parameters.items() if value is not None}
 
 
+def pretrain_parameters(study: StudyConfig) -> dict:
+    """The sbatch options of a multi-GPU or multi-node pre-training job: ``num_nodes`` nodes, one task per
+    device on each (Lightning takes the DDP ranks from SLURM); empty for a one-process pre-training."""
+    config = study.pretrain
+    if world_size(config) == 1:
+        return {}
+    return {"nodes": config.num_nodes, "ntasks_per_node": config.devices, "gpus_per_node": config.devices}
+
+
 def sbatch_script(settings: SlurmSettings, folder: str | Path, array: int | None = None) -> str:
     """The sbatch script submitit writes for a job (an array of ``array`` jobs) with ``settings``."""
     command = f"{sys.executable} -u -m submitit.core._submit {folder}"  # what submitit runs in each job
@@ -203,16 +213,35 @@ def slurm_plan(study: StudyConfig, out: str | Path) -> str:
     )
 
 
+def slurm_arrays(study: StudyConfig, ready: list[Task]) -> list[tuple[dict, list[Task]]]:
+    """The job arrays of the ``ready`` tasks, with their sbatch options: one array, or with DDP pre-trainings
+    (more nodes and tasks than an evaluation needs) one array of those and one of the rest."""
+    single = {**slurm_parameters(study.slurm), "nodes": 1, "ntasks_per_node": 1}
+    distributed = pretrain_parameters(study)
+    if not distributed:
+        groups = [(single, ready)]
+    else:
+        pretrainings = [task for task in ready if task.kind == "pretrain"]
+        others = [task for task in ready if task.kind != "pretrain"]
+        groups = [({**single, **distributed}, pretrainings), (single, others)]
+    return [(parameters, group) for parameters, group in groups if group]
+
+
 def submit_tasks(study: StudyConfig, out: str | Path, tasks: list[Task], executor: submitit.Executor) -> dict:
     """Submit every task to ``executor``: the tasks that need nothing pending as one job array, then each
     other task with a SLURM ``afterok`` dependency on the jobs it needs (an executor without dependencies,
     such as submitit's local one, waits for them first). Returns task name → submitit job."""
     threads = study.slurm.cpus_per_cell
-    ready = [task for task in tasks if not task.needs]
-    with executor.batch():
-        array = [executor.submit(TaskRunner(), study, str(out), task, threads) for task in ready]
-    jobs = {task.name: job for task, job in zip(ready, array, strict=True)}
     slurm = isinstance(executor, submitit.SlurmExecutor)
+    jobs = {}
+    for parameters, group in slurm_arrays(study, [task for task in tasks if not task.needs]):
+        if slurm:
+            executor.update_parameters(**parameters)
+        with executor.batch():
+            array = [executor.submit(TaskRunner(), study, str(out), task, threads) for task in group]
+        jobs.update({task.name: job for task, job in zip(group, array, strict=True)})
+    if slurm:
+        executor.update_parameters(**slurm_parameters(study.slurm), nodes=1, ntasks_per_node=1)
     for task in tasks:
         if not task.needs:
             continue
