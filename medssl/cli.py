@@ -232,6 +232,19 @@ def benchmark(
     ),
     restart: RestartOpt = False,
     set_: SetOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(help="List the cells, their dependencies and which are done in --out; run nothing."),
+    ] = False,
+    launcher: Annotated[
+        str | None,
+        typer.Option(
+            help="sequential, local (--workers cells at once) or slurm (default: the study's launcher)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="local: cells at once (default: one per GPU, else one per 4 cores).")
+    ] = None,
 ) -> None:
     """Run the whole study grid (resumable), then write OUT/report.md and OUT/report.html.
 
@@ -239,9 +252,31 @@ def benchmark(
     """
     from medssl.study import load_study, run_study
 
-    study = load_study(config, set_ or [])
+    overrides = [f"{key}={value}" for key, value in _given(launcher=launcher, workers=workers).items()]
+    study = load_study(config, [*(set_ or []), *overrides])
+    if dry_run:
+        from medssl.study.cells import cell_statuses, status_lines
+        from medssl.study.grid import StudyRunner
+
+        StudyRunner(study, out).check()  # the refusal a real run would give, before listing
+        typer.echo("\n".join(status_lines(cell_statuses(study, out), needs=True)))
+        if study.launcher == "slurm":
+            from medssl.study.launch import slurm_plan
+
+            typer.echo(slurm_plan(study, out))
+        return
     _restart(out, restart)
-    run_study(study, out)
+    if study.launcher == "sequential":
+        run_study(study, out)
+    else:
+        from medssl.study.launch import launch_study
+
+        jobs = launch_study(study, out)
+        if study.launcher == "slurm":
+            ids = ", ".join(sorted({job.job_id.split("_")[0] for job in jobs.values()}))
+            typer.echo(f"{len(jobs)} SLURM jobs submitted ({ids}); follow them with `medssl status {out}`, then "
+                       f"write the report with `medssl report {out}`")  # fmt: skip
+            return
     _warn_leakage(out)
     typer.echo(f"results: {out / 'results.csv'}\nreport:  {out / 'report.html'}")
 
@@ -480,6 +515,16 @@ def compare_command(
     typer.echo(f"A = {path_a}\nB = {path_b}")
     for comparison in compare_predictions(path_a, path_b, tuple(metrics), n_resamples=resamples):
         typer.echo(comparison.sentence(name_a, name_b))
+
+
+@app.command("status")
+def status_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by `medssl benchmark --out DIR`.")],
+) -> None:
+    """The cells of a study run: done, running, failed (with the log path) or pending."""
+    from medssl.study.cells import cell_statuses, run_study_config, status_lines
+
+    typer.echo("\n".join(status_lines(cell_statuses(run_study_config(run_dir), run_dir))))
 
 
 # --- report (medssl.report) ------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from medssl.evaluate.metrics import (
 from medssl.evaluate.probe import linear_probe
 from medssl.models.encoder import Encoder, encoder_from_spec
 from medssl.rundir.atomic import write_text
+from medssl.rundir.lock import locked
 from medssl.rundir.predictions import load_predictions, predictions_name, save_predictions
 from medssl.rundir.results import RESULTS, append_results, cell_id, read_results, rewrite_results
 from medssl.rundir.retrieval import RETRIEVAL, retrieval_sample, save_retrieval
@@ -261,7 +262,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_metrics_json(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Merge ``rows`` into ``path`` (same dataset/encoder/protocol/fraction/seed replaced) with a mean ± sd summary."""
+    """Merge ``rows`` into ``path`` (same dataset/encoder/protocol/fraction/seed replaced) with a mean ± sd summary;
+    under the lock of ``path``, so parallel cells never drop each other's rows."""
+    with locked(path):
+        _merge_metrics(path, rows)
+
+
+def _merge_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     identity = ("dataset", "encoder", "method", "protocol", "label_fraction", "seed", "fold")
     merged: dict[tuple, dict[str, Any]] = {}
     if path.is_file():

@@ -1,15 +1,16 @@
 """``results.csv``: one row per finished evaluation cell; the schema, its typed reader and its writer.
 
-Rows are appended under an exclusive lock in a single fsynced write, so concurrent writers never interleave
-and a finished cell survives a crash. Every row carries the ``settings_key`` of the settings that made it
-(see ``medssl.rundir.settings``); files written before that column existed still load (key ``""``). Under cross-validation a row also carries
-its ``fold`` (1..K); it is empty for a single split and in files written before the column existed.
+Rows are appended under the exclusive lock of ``results.csv.lock`` (``medssl.rundir.lock``, NFS-safe) in a
+single fsynced write, and rewrites take the same lock, so writers in many processes on many hosts never
+interleave or lose a row, and a finished cell survives a crash. Every row carries the ``settings_key`` of the settings that made it
+(see ``medssl.rundir.settings``); files written before that column existed still load (key ``""``).
+Under cross-validation a row also carries its ``fold`` (1..K); it is empty for a single split and in files
+written before the column existed.
 """
 
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import math
 import os
@@ -20,6 +21,7 @@ from typing import Any
 
 from medssl.evaluate.metrics import METRICS
 from medssl.rundir.atomic import atomic_write
+from medssl.rundir.lock import locked
 
 RESULTS = "results.csv"
 CI_COLUMNS = ("accuracy_ci_low", "accuracy_ci_high", "auroc_ci_low", "auroc_ci_high")
@@ -133,7 +135,9 @@ def read_results(path: str | Path) -> list[Result]:
     path = Path(path)
     if not path.is_file():
         return []
-    return [_typed(row) for row in _raw_rows(path) if row.get("protocol")]
+    with locked(path, shared=True):
+        rows = _raw_rows(path)
+    return [_typed(row) for row in rows if row.get("protocol")]
 
 
 def _cell(value: Any) -> Any:
@@ -166,6 +170,12 @@ def rewrite_results(
     how many rows were dropped. Replaces a cell in one step, and upgrades a file written before
     ``settings_key`` or ``fold`` existed."""
     path = Path(path)
+    with locked(path):
+        return _rewrite(path, keep, add)
+
+
+def _rewrite(path: Path, keep: Callable[[Result], bool], add: Iterable[Mapping[str, Any]]) -> int:
+    """``rewrite_results`` with the lock already held."""
     rows = _raw_rows(path) if path.is_file() else []
     kept: list[Mapping[str, Any]] = [row for row in rows if row.get("protocol") and keep(_typed(row))]
     dropped = len(rows) - len(kept)
@@ -177,15 +187,11 @@ def append_results(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Append ``rows`` (extra keys ignored, missing ones left empty), writing the header if the file is new."""
     text = _csv_text(rows, header=False)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_file() and path.stat().st_size and _header(path) != list(RESULT_COLUMNS):
-        rewrite_results(path)  # an older schema: upgrade it first so the columns line up
-    with path.open("a", newline="") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
+    with locked(path):
+        if path.is_file() and path.stat().st_size and _header(path) != list(RESULT_COLUMNS):
+            _rewrite(path, lambda _: True, ())  # an older schema: upgrade it first so the columns line up
+        with path.open("a", newline="") as handle:
             header = ",".join(RESULT_COLUMNS) + "\n" if os.fstat(handle.fileno()).st_size == 0 else ""
             handle.write(header + text)
             handle.flush()
             os.fsync(handle.fileno())
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

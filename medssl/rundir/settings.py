@@ -19,6 +19,7 @@ from typing import Any
 
 from medssl.errors import ConfigError
 from medssl.rundir.atomic import write_text
+from medssl.rundir.lock import locked
 
 SETTINGS = "settings.json"
 DATA_RUNTIME = ("name", "cache_dir")
@@ -26,6 +27,7 @@ PRETRAIN_RUNTIME = (
     "progress_bar",
     "accelerator",
     "devices",
+    "num_nodes",
     "compile",
     "knn_k",
     "knn_every",
@@ -121,12 +123,16 @@ def read_registry(run_dir: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def record_settings(run_dir: str | Path, settings: Mapping[str, Any]) -> str:
-    """Add ``settings`` to ``run_dir/settings.json`` (atomically, once per key); returns its key."""
+    """Add ``settings`` to ``run_dir/settings.json`` (atomically, once per key, under its lock so parallel
+    cells never drop each other's keys); returns its key."""
     key = settings_key(settings)
-    registry = read_registry(run_dir)
-    if key not in registry:
-        registry[key] = json.loads(canonical(settings))
-        write_text(Path(run_dir) / SETTINGS, json.dumps(registry, indent=1, sort_keys=True))
+    if key in read_registry(run_dir):
+        return key
+    with locked(Path(run_dir) / SETTINGS):
+        registry = read_registry(run_dir)
+        if key not in registry:
+            registry[key] = json.loads(canonical(settings))
+            write_text(Path(run_dir) / SETTINGS, json.dumps(registry, indent=1, sort_keys=True))
     return key
 
 

@@ -41,6 +41,21 @@ class EvaluationSettings(StrictModel):
         return sorted(set(values))
 
 
+class SlurmSettings(StrictModel):
+    """What each cell's SLURM job asks for (``launcher: slurm``)."""
+
+    partition: str | None = Field(None, description="SLURM partition (default: the cluster's)")
+    account: str | None = None
+    time_min: int = Field(720, ge=1, description="Time limit of one cell's job in minutes")
+    gpus_per_cell: int = Field(1, ge=0)
+    cpus_per_cell: int = Field(8, ge=1)
+    mem_gb: int = Field(32, ge=1, description="Memory of one cell's job in GB")
+    array_parallelism: int = Field(64, ge=1, description="Jobs of one array running at once")
+    setup: list[str] = Field(
+        default_factory=list, description="Shell lines run before each job (module load, conda activate)"
+    )
+
+
 class StudyConfig(StrictModel):
     """What ``medssl benchmark`` runs; see configs/*.yaml for examples."""
 
@@ -58,6 +73,18 @@ class StudyConfig(StrictModel):
         description="Frozen baselines as encoder specs: 'random:<bb>' (untrained), 'imagenet:<bb>'",
     )
     evaluation: EvaluationSettings = EvaluationSettings()
+    launcher: Literal["sequential", "local", "slurm"] = Field(
+        "sequential",
+        description="sequential: one cell after another in this process; local: `workers` cells at once on this "
+        "machine; slurm: one submitit job per cell",
+    )
+    workers: int | None = Field(
+        None, ge=1, description="local: cells at once (default: one per GPU, else one per 4 CPU cores)"
+    )
+    threads_per_worker: int | None = Field(
+        None, ge=1, description="local: CPU threads of each worker (default: the CPU cores / workers)"
+    )
+    slurm: SlurmSettings = SlurmSettings()
 
     @field_validator("pretrain")
     @classmethod

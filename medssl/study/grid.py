@@ -50,6 +50,7 @@ from medssl.rundir.settings import (
 )
 from medssl.study.config import CELL_AXES, StudyConfig
 from medssl.study.preflight import preflight
+from medssl.study.state import cell_state, evaluation_name, pretrain_name
 from medssl.train.api import pretrain
 from medssl.train.config import PretrainConfig
 
@@ -175,6 +176,7 @@ class StudyRunner:
         self.command = command
         self.show_progress = show_progress
         self.results = self.out / "results.csv"
+        self.log: str | None = None  # where this process's output goes, for ``medssl status`` (launchers)
 
     def all_cells(self, job: EncoderJob) -> list[tuple[str, float, int]]:
         """(protocol, fraction, seed) of every evaluation cell of ``job``."""
@@ -271,7 +273,8 @@ class StudyRunner:
             return encoder_from_spec(job.spec)
         run_dir = self.pretrain_dir(data.name, job, data.fold)
         if not (run_dir / ENCODER_META).exists():
-            pretrain(job.pretrain, run_dir, data=data, resume=True, callbacks=[_EpochProgress(advance)])
+            with cell_state(self.out, pretrain_name(data.name, job.encoder_id, data.fold), self.log):
+                pretrain(job.pretrain, run_dir, data=data, resume=True, callbacks=[_EpochProgress(advance)])
         encoder = load_encoder(run_dir)
         encoder.meta["encoder_id"] = job.encoder_id
         return encoder
@@ -281,11 +284,13 @@ class StudyRunner:
     ) -> None:
         settings = self.study.evaluation
         for protocol, fraction, seed in self.eval_cells(data.name, job, data.fold):
-            evaluate_encoder(
-                encoder, data, [protocol], [fraction], [seed], self.out, k=settings.k,
-                n_bootstrap=settings.n_bootstrap, finetune_epochs=settings.finetune_epochs,
-                patience=settings.patience, data_settings=keyed_data,
-            )  # fmt: skip
+            name = evaluation_name(data.name, job.encoder_id, protocol, fraction, seed, data.fold)
+            with cell_state(self.out, name, self.log):
+                evaluate_encoder(
+                    encoder, data, [protocol], [fraction], [seed], self.out, k=settings.k,
+                    n_bootstrap=settings.n_bootstrap, finetune_epochs=settings.finetune_epochs,
+                    patience=settings.patience, data_settings=keyed_data,
+                )  # fmt: skip
             advance(1)
 
     def run_dataset(self, name: str, data_config: DataConfig, advance) -> None:

@@ -119,7 +119,7 @@ def preflight(study: StudyConfig, out: str | Path) -> None:
     problems = [
         *data_problems(study),
         *weight_problems(study),
-        *device_problems(study),
+        *([] if study.launcher == "slurm" else device_problems(study)),  # SLURM cells run on other nodes
         *output_problems(study, out),
     ]
     if problems:

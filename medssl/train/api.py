@@ -150,6 +150,11 @@ def checkpoint_callbacks(directory: Path) -> list[ModelCheckpoint]:
     return [best, last]
 
 
+def world_size(config: PretrainConfig) -> int:
+    """DDP processes of a run: ``devices`` on each of ``num_nodes`` machines."""
+    return config.devices * config.num_nodes
+
+
 def _trainer(
     config: PretrainConfig, out: Path, callbacks: list[pl.Callback], steps_per_epoch: int
 ) -> pl.Trainer:
@@ -157,8 +162,9 @@ def _trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,
         devices=config.devices,
-        strategy="ddp" if config.devices > 1 else "auto",
-        sync_batchnorm=config.devices > 1 and _on_gpu(config),
+        num_nodes=config.num_nodes,
+        strategy="ddp" if world_size(config) > 1 else "auto",
+        sync_batchnorm=world_size(config) > 1 and _on_gpu(config),
         precision=_precision(config),
         logger=[CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="logs", version="")],
         callbacks=[*callbacks, _ShardBatches(), *checkpoint_callbacks(out / "checkpoints")],
@@ -264,7 +270,7 @@ def pretrain(
     if ckpt is None:
         (out / SETTINGS).unlink(missing_ok=True)  # a fresh start records only its own settings
     record_settings(out, settings)
-    module = build_module(config, data, world=config.devices)
+    module = build_module(config, data, world=world_size(config))
     steps_per_epoch = min(len(module.batches), config.max_steps_per_epoch or len(module.batches))
     watch = monitor_callbacks(config, data, module, out)
     trainer = _trainer(config, out, [*(callbacks or []), *watch], steps_per_epoch)

@@ -30,6 +30,9 @@ class PretrainConfig(StrictModel):
     seed: int = 0
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     devices: int = Field(1, ge=1)
+    num_nodes: int = Field(
+        1, ge=1, description="Machines of one DDP run, each with `devices` (SLURM: a job of num_nodes nodes)"
+    )
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     compile: bool = Field(
         False,

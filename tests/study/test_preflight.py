@@ -84,3 +84,15 @@ def test_a_study_whose_checkpoints_do_not_fit_on_disk_is_refused(
 
 def test_a_study_with_all_prerequisites_passes(tmp_path: Path, pixel_cache: Path) -> None:
     preflight(study_with(pixel_cache, baselines=["imagenet:efficientnet_lite0"]), tmp_path / "run")
+
+
+def test_a_slurm_study_asks_for_no_gpu_on_the_host_that_submits_it(
+    tmp_path: Path, pixel_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)  # a login node
+    study = study_with(pixel_cache, launcher="slurm")
+    study.pretrain.accelerator = "gpu"
+    preflight(study, tmp_path / "run")  # the cells get their GPUs from SLURM
+    study.launcher = "local"
+    with pytest.raises(PreflightError, match="no GPU is visible"):
+        preflight(study, tmp_path / "run")
