@@ -87,7 +87,7 @@ class TaskRunner(Checkpointable):
         data_config = study.datasets[task.dataset].model_copy(update={"name": task.dataset})
         with threadpool_limits(threads), quiet_lightning_logs():
             data = prepare_data(data_config, run_dir=runner.out / task.dataset)
-            encoder = runner.encoder(task.dataset, task.job, data, lambda _: None)
+            encoder = runner.encoder(task.job, data, lambda _: None)
             if task.kind == "evaluate":
                 keyed = data_settings(data_config.model_dump(mode="json"))
                 runner.evaluate(data, task.job, encoder, keyed, lambda _: None)

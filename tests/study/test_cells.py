@@ -113,6 +113,6 @@ def test_launchers_refuse_cross_validation_before_writing_anything(tmp_path: Pat
     study = StudyConfig.model_validate(
         {"datasets": {"cv": {"path": "synthetic", "folds": 3}}, "methods": ["simclr"], "launcher": "local"}
     )
-    with pytest.raises(ConfigError, match="cv use cross-validation folds.*launcher: sequential"):
+    with pytest.raises(ConfigError, match=r"cv use cross-validation folds.*launcher: sequential"):
         launch_study(study, tmp_path / "run")
     assert not (tmp_path / "run").exists()
