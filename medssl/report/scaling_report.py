@@ -13,11 +13,9 @@ from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from medssl.evaluate.results import read_results
 from medssl.report.context import Context, provenance
 from medssl.report.document import Block, Cell, Figure, Heading, Paragraph, Span, Table
 from medssl.report.figures import colours, label_text, to_png
-from medssl.report.rundir import RESULTS
 from medssl.report.scaling import (
     Row,
     above,
@@ -32,6 +30,7 @@ from medssl.report.scaling import (
     scaling_points,
 )
 from medssl.report.tables import PROTOCOL_NAMES, VERDICT_PROTOCOLS, format_fraction, format_stat
+from medssl.rundir.results import RESULTS, read_result_rows
 
 # --- the figure -------------------------------------------------------------------------------------------
 
@@ -160,7 +159,7 @@ def pool_label_table(rows: Sequence[Row], dataset: str, protocol: str, metric: s
 
 def scaling_blocks(ctx: Context) -> list[Block]:
     """The report's scaling part (figure, crossover statements, pool × label table); empty for one pool."""
-    rows = read_results(ctx.run.root / RESULTS)
+    rows = read_result_rows(ctx.run.root / RESULTS)
     if len(pool_fractions(rows, ctx.dataset)) < 2:
         return []
     blocks: list[Block] = [Heading("Pre-training-set scaling", 3)]

@@ -129,15 +129,21 @@ def _raw_rows(path: Path) -> list[dict[str, str]]:
         return [row for row in csv.DictReader(handle) if row.get("dataset") and row.get("encoder")]
 
 
-def read_results(path: str | Path) -> list[Result]:
-    """The rows of ``path`` (empty if it does not exist); a row without dataset/encoder/protocol (a
-    half-written line) is ignored."""
+def read_result_rows(path: str | Path) -> list[dict[str, str]]:
+    """The rows of ``results.csv`` as they are written (column → text), every column kept; empty when missing.
+
+    For readers of columns that ``Result`` does not type (e.g. the pre-training pool of a scaling study)."""
     path = Path(path)
     if not path.is_file():
         return []
     with locked(path, shared=True):
-        rows = _raw_rows(path)
-    return [_typed(row) for row in rows if row.get("protocol")]
+        return _raw_rows(path)
+
+
+def read_results(path: str | Path) -> list[Result]:
+    """The rows of ``path`` (empty if it does not exist); a row without dataset/encoder/protocol (a
+    half-written line) is ignored."""
+    return [_typed(row) for row in read_result_rows(path) if row.get("protocol")]
 
 
 def _cell(value: Any) -> Any:
