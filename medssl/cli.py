@@ -292,14 +292,17 @@ def _warn_leakage(out: Path) -> None:
             typer.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
-    """medssl's own warnings as one ``warning: ...`` line; other libraries' in Python's format."""
-    import warnings
+_PYTHON_FORMAT_WARNING = None
 
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:  # type: ignore[no-untyped-def]
+    """medssl's own warnings as one ``warning: ...`` line; other libraries' in Python's format.
+
+    Replaces ``warnings.formatwarning`` (not ``showwarning``), so that code recording warnings (a notebook,
+    pytest) still receives them."""
     if "medssl" in Path(filename).parts:
-        typer.secho(f"warning: {message}", fg="yellow", err=True)
-    else:
-        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+        return typer.style(f"warning: {message}\n", fg="yellow")
+    return _PYTHON_FORMAT_WARNING(message, category, filename, lineno, line)  # type: ignore[misc]
 
 
 def _quiet_library_warnings() -> None:
@@ -307,7 +310,10 @@ def _quiet_library_warnings() -> None:
     warnings (e.g. a random split's leakage) as one line each."""
     import warnings
 
-    warnings.showwarning = _show_warning
+    global _PYTHON_FORMAT_WARNING
+    if _PYTHON_FORMAT_WARNING is None:
+        _PYTHON_FORMAT_WARNING = warnings.formatwarning
+        warnings.formatwarning = _format_warning
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*could not find the monitored key.*")
     warnings.filterwarnings("ignore", message=r"To copy construct from a tensor.*")
