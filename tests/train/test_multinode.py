@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.utilities import rank_zero_only
 
 from medssl.study.config import StudyConfig
 from medssl.study.launch import pending_tasks, pretrain_parameters, slurm_arrays
@@ -26,6 +27,9 @@ def test_num_nodes_reaches_the_trainer_and_ranks_come_from_slurm(
 ) -> None:
     for name, value in SLURM_RANK_3_OF_4.items():
         monkeypatch.setenv(name, value)
+    # Building the Trainer sets Lightning's process-wide rank (3 here), which silences every later
+    # rank_zero_warn in this process (the collapse warning...): put it back after the test.
+    monkeypatch.setattr(rank_zero_only, "rank", rank_zero_only.rank)
     config = PretrainConfig(num_nodes=2, devices=2, accelerator="cpu", progress_bar=False)
     trainer = _trainer(config, tmp_path, [], steps_per_epoch=1)
     assert trainer.num_nodes == 2 and trainer.world_size == 4 and isinstance(trainer.strategy, DDPStrategy)
