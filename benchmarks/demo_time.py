@@ -1,7 +1,7 @@
 """Where the demo's study time goes: ``medssl benchmark`` on a study config, once per CPU precision path.
 
 Each run is a fresh subprocess (as ``make demo`` runs it) with ``MEDSSL_PRECISION`` forcing the path, into a
-fresh temporary folder (the pixel cache is warmed first, so decoding is not timed). Printed, one JSON line:
+fresh temporary folder; the demo's generated images come from medssl's pixel cache after the first run. Printed, one JSON line:
 the study's wall time and peak RSS per path, and its split: pre-training per method (``history.csv``'s
 ``wall_s``), each evaluation protocol (``results.csv``'s ``wall_s``), and the rest (start-up, data, features,
 report).

@@ -69,7 +69,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from medssl.data.dataset import PreparedData
-from medssl.methods.base import build_method
+from medssl.methods import build_method
 from medssl.models.encoder import build_encoder
 from medssl.train.api import _precision, build_module, log_every_n_steps
 from medssl.train.config import PretrainConfig

@@ -20,6 +20,8 @@ from medssl.study import grid as grid_module
 from medssl.study import load_study, run_study
 from medssl.study.grid import StudyRunner
 
+from .test_grid import rows
+
 KEY = ("dataset", "encoder", "protocol", "label_fraction", "seed", "fold")
 FOLDS = 3
 ENCODERS = ("simclr-resnet18-random", "random-resnet18")
@@ -39,11 +41,6 @@ def cv_study(tmp_path: Path, cache: Path, epochs: int = 1) -> Path:
     path = tmp_path / "cv.yaml"
     path.write_text(yaml.safe_dump(study))
     return path
-
-
-def rows(run: Path) -> list[dict]:
-    with (run / "results.csv").open() as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_cv_grid_pretrains_each_fold_on_its_training_images_only(tmp_path, pixel_cache, monkeypatch) -> None:
