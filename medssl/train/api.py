@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerStatus
 
 from medssl.data.dataset import PreparedData, prepare_data
+from medssl.data.pools import Pool, pretrain_pool
 from medssl.errors import ConfigError, DataError, Interrupted
 from medssl.methods import method_class
 from medssl.models.encoder import ENCODER_META, build_encoder, save_encoder
@@ -33,7 +35,7 @@ from medssl.rundir.settings import (
 )
 from medssl.train.augment import build_augment, detect_preset
 from medssl.train.checkpoint import AtomicCheckpointIO
-from medssl.train.config import PretrainConfig, Recipe, resolve_recipe
+from medssl.train.config import PretrainConfig, Recipe, plan_epochs, resolve_recipe
 from medssl.train.loader import IndexBatches, index_loader
 from medssl.train.module import PretrainModule
 from medssl.train.monitors import EpochHistory, FiniteLoss, ValidationKNN, read_history
@@ -93,9 +95,14 @@ def build_module(config: PretrainConfig, data: PreparedData, world: int = 1) -> 
     """The Lightning module for ``config`` on ``data`` (no Trainer): usable from a notebook or a test."""
     method_type = method_class(config.method)
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    recipe = resolve_recipe(config, method_type.default_lr)
-    n_train = len(data.split["train"])
-    recipe = Recipe(**{**recipe.__dict__, "batch_size": _batch_size(recipe, n_train, world)})
+    pool = pretrain_pool(data.table, data.split["train"], config.pool_fraction, seed=config.seed)
+    if pool.note:
+        warnings.warn(pool.note, stacklevel=2)
+    n_train = pool.n_images
+    batch_size = _batch_size(resolve_recipe(config, method_type.default_lr), n_train, world)
+    epochs = plan_epochs(config, n_train // (batch_size * world))
+    recipe = resolve_recipe(config.model_copy(update={"epochs": epochs}), method_type.default_lr)
+    recipe = Recipe(**{**recipe.__dict__, "batch_size": batch_size})
     encoder = build_encoder(config.backbone, config.init)
     method = method_type.for_training_set(encoder, n_train, recipe.batch_size, gather_distributed=world > 1)
     method = method.to(memory_format=torch.channels_last)
@@ -103,22 +110,27 @@ def build_module(config: PretrainConfig, data: PreparedData, world: int = 1) -> 
     images = (
         torch.from_numpy(np.array(data.images)).permute(0, 3, 1, 2).contiguous()
     )  # RAM copy of the memmap
-    train = torch.as_tensor(data.split["train"], dtype=torch.long)
+    train = torch.as_tensor(pool.indices, dtype=torch.long)
     batches = IndexBatches(train, recipe.batch_size, config.seed)
     augment = build_augment(preset, data.image_size, data.channels, backend=config.augment_backend)
-    module = PretrainModule(
-        method, augment, images, batches, recipe, config.epochs, compile_step=config.compile
-    )
+    module = PretrainModule(method, augment, images, batches, recipe, epochs, compile_step=config.compile)
     module.augment_preset = preset
+    module.pool = pool
     return module
 
 
 def monitor_callbacks(config: PretrainConfig, data: PreparedData, module: PretrainModule, out: Path) -> list:
     """The NaN guard, the validation kNN monitor and the ``history.csv`` writer, in the order they must run."""
-    knn = ValidationKNN(
-        data.labels, data.split, config.knn_k, config.knn_every, config.knn_bank_size, config.epochs
-    )
+    every = monitor_every(config)
+    knn = ValidationKNN(data.labels, data.split, config.knn_k, every, config.knn_bank_size, module.epochs)
     return [FiniteLoss(), knn, EpochHistory(out / "history.csv", module.recipe.batch_size, knn)]
+
+
+def monitor_every(config: PretrainConfig) -> int:
+    """``knn_every`` in epochs of the pool: under a step budget scaled up as the pool shrinks."""
+    if config.steps is None:
+        return config.knn_every
+    return math.ceil(round(config.knn_every / config.pool_fraction, 9))
 
 
 class _ShardBatches(pl.Callback):
@@ -156,10 +168,11 @@ def world_size(config: PretrainConfig) -> int:
 
 
 def _trainer(
-    config: PretrainConfig, out: Path, callbacks: list[pl.Callback], steps_per_epoch: int
+    config: PretrainConfig, out: Path, callbacks: list[pl.Callback], steps_per_epoch: int, epochs: int
 ) -> pl.Trainer:
     return pl.Trainer(
-        max_epochs=config.epochs,
+        max_epochs=epochs,
+        max_steps=config.steps or -1,
         accelerator=config.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
@@ -273,7 +286,7 @@ def pretrain(
     module = build_module(config, data, world=world_size(config))
     steps_per_epoch = min(len(module.batches), config.max_steps_per_epoch or len(module.batches))
     watch = monitor_callbacks(config, data, module, out)
-    trainer = _trainer(config, out, [*(callbacks or []), *watch], steps_per_epoch)
+    trainer = _trainer(config, out, [*(callbacks or []), *watch], steps_per_epoch, module.epochs)
     try:
         trainer.fit(module, train_dataloaders=index_loader(module.batches), ckpt_path=ckpt, weights_only=True)
     except SystemExit:
@@ -281,12 +294,33 @@ def pretrain(
             raise _interrupted(trainer, out) from None
         raise
     if trainer.global_rank == 0:
-        _export(module, config, data, out, settings)
+        _export(module, config, data, out, settings, _budget(module, trainer))
     return out
 
 
+def _budget(module: PretrainModule, trainer: pl.Trainer) -> dict[str, int | float | bool | str]:
+    """What the run learnt from and how much: the pool, and the optimiser steps, epochs and images it took."""
+    pool: Pool = module.pool
+    steps = int(trainer.global_step)
+    return {
+        "pool_fraction": pool.fraction,
+        "pool_images": pool.n_images,
+        "pool_groups": pool.n_groups,
+        "pool_whole_groups": pool.whole_groups,
+        "pool_note": pool.note,
+        "steps": steps,
+        "epochs": int(trainer.current_epoch),
+        "images_seen": steps * module.recipe.batch_size * trainer.world_size,
+    }
+
+
 def _export(
-    module: PretrainModule, config: PretrainConfig, data: PreparedData, out: Path, settings: dict
+    module: PretrainModule,
+    config: PretrainConfig,
+    data: PreparedData,
+    out: Path,
+    settings: dict,
+    budget: dict,
 ) -> None:
     history = read_history(out / "history.csv")
     final = next((row for row in reversed(history) if row.get("knn_accuracy")), {})
@@ -302,10 +336,10 @@ def _export(
         data_fingerprint=data.fingerprint,
         dataset=data.name,
         seed=config.seed,
-        epochs=config.epochs,
         precision=_precision(config),
         knn_accuracy=float(final["knn_accuracy"]) if final else None,
         settings=settings,
         settings_key=settings_key(settings),
+        **budget,
     )
     write_text(out / "summary.json", json.dumps({"history_rows": len(history), **final}, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +19,19 @@ class PretrainConfig(StrictModel):
     backbone: str = "resnet18"
     init: Literal["random", "imagenet"] = "random"
     recipe: Literal["default", "paper"] = "default"
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(20, ge=1, description="Passes over the pool; with steps set, derived from steps")
+    steps: int | None = Field(
+        None,
+        ge=1,
+        description="Total optimiser steps (constant compute): a smaller pool gets more epochs; None: epochs",
+    )
+    pool_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of the training images pre-training learns from (nested, stratified, whole groups, "
+        "drawn by seed); probes, kNN and the test set always use the whole split",
+    )
     batch_size: int | None = Field(None, ge=2, description="None: the recipe's (paper 64, default 128)")
     lr: float | None = Field(None, gt=0, description="None: the recipe's")
     weight_decay: float | None = Field(None, ge=0)
@@ -40,11 +53,24 @@ class PretrainConfig(StrictModel):
         "Off by default: no steady gain measured on 2 CPU cores (BENCHMARKS.md); not yet measured on a GPU",
     )
     knn_k: int = Field(200, ge=1)
-    knn_every: int = Field(1, ge=1, description="Validation kNN monitor every N epochs (and the last)")
+    knn_every: int = Field(
+        1,
+        ge=1,
+        description="Validation kNN monitor every N epochs (and the last); with steps set, N epochs of the whole "
+        "training set (N / pool_fraction epochs of the pool), so every pool is monitored about as often",
+    )
     knn_bank_size: int = Field(5000, ge=10, description="Training images in the monitor's kNN bank")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap steps per epoch (quick runs, tests)")
     progress_bar: bool = True
     data: DataConfig = DataConfig()
+
+
+def plan_epochs(config: PretrainConfig, batches_per_epoch: int) -> int:
+    """Epochs to train: ``config.epochs``, or with a step budget as many as ``steps`` needs (the last partial)."""
+    if config.steps is None:
+        return config.epochs
+    per_epoch = min(batches_per_epoch, config.max_steps_per_epoch or batches_per_epoch)
+    return max(1, math.ceil(config.steps / max(1, per_epoch)))
 
 
 @dataclass(frozen=True)
@@ -62,13 +88,16 @@ class Recipe:
 
 def resolve_recipe(config: PretrainConfig, method_lr: float) -> Recipe:
     """The study's recipe (plain SGD, lr 0.01, batch 64, no schedule) or medssl's default
-    (SGD momentum 0.9, lr scaled with the batch, weight decay 5e-4, warm-up then cosine decay)."""
+    (SGD momentum 0.9, lr scaled with the batch, weight decay 5e-4, warm-up then cosine decay).
+
+    With ``steps`` set, ``config.epochs`` must be the epochs the step budget gives (``plan_epochs``)."""
     if config.recipe == "paper":
         batch = config.batch_size or 64
         defaults = Recipe("paper", batch, 0.01, 0.0, 0.0, 0, cosine=False)
     else:
         batch = config.batch_size or 128
-        warmup = min(10, config.epochs // 10)
+        # With a step budget, about 10% of the steps (in whole epochs of the pool), whatever the pool size.
+        warmup = min(10, config.epochs // 10) if config.steps is None else round(config.epochs / 10)
         defaults = Recipe("default", batch, method_lr * batch / 128, 0.9, 5e-4, warmup, cosine=True)
     return Recipe(
         defaults.name,
