@@ -28,6 +28,7 @@ _EXPORTS = {
     "paired_bootstrap": "metrics",
     "linear_probe": "probe",
     "RESULT_COLUMNS": "medssl.rundir.results",
+    "POOL_COLUMNS": "medssl.rundir.results",
     "append_results": "medssl.rundir.results",
     "read_results": "medssl.rundir.results",
 }

@@ -38,7 +38,14 @@ from medssl.models.encoder import Encoder, encoder_from_spec
 from medssl.rundir.atomic import write_text
 from medssl.rundir.lock import locked
 from medssl.rundir.predictions import load_predictions, predictions_name, save_predictions
-from medssl.rundir.results import RESULTS, append_results, cell_id, read_results, rewrite_results
+from medssl.rundir.results import (
+    POOL_COLUMNS,
+    RESULTS,
+    append_results,
+    cell_id,
+    read_results,
+    rewrite_results,
+)
 from medssl.rundir.retrieval import RETRIEVAL, retrieval_sample, save_retrieval
 from medssl.rundir.settings import (
     cell_settings,
@@ -485,6 +492,7 @@ def evaluate_encoder(
         row = {
             "dataset": data.name,
             **encoder_identity(encoder, protocol),
+            **{key: encoder.meta[key] for key in POOL_COLUMNS if key in encoder.meta},
             **row,
             "fold": data.fold,
             "predictions": prediction_path.relative_to(out_dir).as_posix(),

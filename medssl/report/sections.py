@@ -16,6 +16,7 @@ from medssl.report.plots import (
     tsne_blocks,
 )
 from medssl.report.rundir import RunDir, SplitSummary
+from medssl.report.scaling_report import scaling_blocks
 from medssl.report.tables import (
     METRIC_NAMES,
     PROTOCOL_NAMES,
@@ -186,6 +187,7 @@ def dataset_section(run: RunDir, dataset: str, index: int, n_bootstrap: int) -> 
         provenance(run, "results.csv"),
         *fold_blocks(ctx),
         *verdict_blocks(ctx),
+        *scaling_blocks(ctx),
         *label_efficiency_blocks(ctx),
         *training_blocks(ctx),
         *tsne_blocks(ctx),

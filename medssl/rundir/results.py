@@ -35,6 +35,9 @@ RESULT_COLUMNS = (
     *("collapsed", "predictions", "wall_s", "settings_key"),
 )
 FLOAT_COLUMNS = (*METRICS, *CI_COLUMNS, "wall_s")
+POOL_COLUMNS = ("pretrain_fraction", "pretrain_images")
+"""Trailing columns of a study with ``pretrain_fractions``: the SSL encoder's pool (share, images). A file
+has them only once a row has them, so a study without pools writes exactly ``RESULT_COLUMNS``."""
 
 CellId = tuple[str, str, str, float, int, int | None]
 
@@ -152,9 +155,15 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _csv_text(rows: Iterable[Mapping[str, Any]], header: bool) -> str:
+def _columns(header: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``RESULT_COLUMNS``, then the pool columns that the file already has or that a row brings."""
+    present = set(header).union(*(row.keys() for row in rows))
+    return [*RESULT_COLUMNS, *(column for column in POOL_COLUMNS if column in present)]
+
+
+def _csv_text(rows: list[Mapping[str, Any]], columns: list[str], header: bool) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     if header:
         writer.writeheader()
     for row in rows:
@@ -185,19 +194,26 @@ def _rewrite(path: Path, keep: Callable[[Result], bool], add: Iterable[Mapping[s
     rows = _raw_rows(path) if path.is_file() else []
     kept: list[Mapping[str, Any]] = [row for row in rows if row.get("protocol") and keep(_typed(row))]
     dropped = len(rows) - len(kept)
-    atomic_write(path, lambda tmp: tmp.write_text(_csv_text([*kept, *add], header=True)))
+    written = [*kept, *add]
+    columns = _columns(_header(path) if path.is_file() else [], written)
+    atomic_write(path, lambda tmp: tmp.write_text(_csv_text(written, columns, header=True)))
     return dropped
 
 
 def append_results(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Append ``rows`` (extra keys ignored, missing ones left empty), writing the header if the file is new."""
-    text = _csv_text(rows, header=False)
+    rows = list(rows)
     path = Path(path)
     with locked(path):
-        if path.is_file() and path.stat().st_size and _header(path) != list(RESULT_COLUMNS):
-            _rewrite(path, lambda _: True, ())  # an older schema: upgrade it first so the columns line up
+        existing = _header(path) if path.is_file() and path.stat().st_size else []
+        columns = _columns(existing, rows)
+        if existing and existing != columns:
+            _rewrite(
+                path, lambda _: True, rows
+            )  # an older schema or new pool columns: rewrite so they line up
+            return
         with path.open("a", newline="") as handle:
-            header = ",".join(RESULT_COLUMNS) + "\n" if os.fstat(handle.fileno()).st_size == 0 else ""
-            handle.write(header + text)
+            header = ",".join(columns) + "\n" if os.fstat(handle.fileno()).st_size == 0 else ""
+            handle.write(header + _csv_text(rows, columns, header=False))
             handle.flush()
             os.fsync(handle.fileno())

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from medssl.config import StrictModel, load_config
 from medssl.data.dataset import DataConfig
@@ -15,9 +16,15 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
 
 
-CELL_AXES = ("method", "backbone", "init", "seed", "data")
+CELL_AXES = ("method", "backbone", "init", "seed", "pool_fraction", "data")
 """Pre-training settings that vary from cell to cell: a study sets them with ``methods``, ``backbones``,
-``inits``, ``pretrain_seeds`` and ``datasets``, never in its ``pretrain`` template."""
+``inits``, ``pretrain_seeds``, ``pretrain_fractions`` and ``datasets``, never in its ``pretrain`` template."""
+
+
+def _unit_fractions(values: list[float], what: str) -> list[float]:
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise ValueError(f"{what} must be in (0, 1]")
+    return sorted(set(values))
 
 
 class EvaluationSettings(StrictModel):
@@ -36,9 +43,7 @@ class EvaluationSettings(StrictModel):
     @field_validator("label_fractions")
     @classmethod
     def _fractions(cls, values: list[float]) -> list[float]:
-        if not values or any(not 0 < v <= 1 for v in values):
-            raise ValueError("label fractions must be in (0, 1]")
-        return sorted(set(values))
+        return _unit_fractions(values, "label fractions")
 
 
 class SlurmSettings(StrictModel):
@@ -64,6 +69,11 @@ class StudyConfig(StrictModel):
     backbones: list[str] = ["resnet18"]
     inits: list[Literal["random", "imagenet"]] = ["random"]
     pretrain_seeds: int = Field(1, ge=1)
+    pretrain_fractions: list[float] = Field(
+        [1.0],
+        description="Shares of the training images SSL pre-trains on (nested pools; evaluation unchanged); "
+        "with more than one, set pretrain.steps so that every pool gets the same compute",
+    )
     pretrain: PretrainConfig = Field(
         default_factory=PretrainConfig,
         description="Template of every SSL cell's PretrainConfig; the method, backbone, init, seed and data vary",
@@ -92,10 +102,26 @@ class StudyConfig(StrictModel):
         given = sorted(set(CELL_AXES) & value.model_fields_set)
         if given:
             raise ValueError(
-                f"{', '.join(given)} vary per cell: set the study's methods, backbones, inits, pretrain_seeds "
-                "and datasets instead"
+                f"{', '.join(given)} vary per cell: set the study's methods, backbones, inits, pretrain_seeds, "
+                "pretrain_fractions and datasets instead"
             )
         return value
+
+    @field_validator("pretrain_fractions")
+    @classmethod
+    def _pools(cls, values: list[float]) -> list[float]:
+        return _unit_fractions(values, "pretrain_fractions")
+
+    @model_validator(mode="after")
+    def _same_compute(self) -> StudyConfig:
+        if len(self.pretrain_fractions) > 1 and self.pretrain.steps is None:
+            warnings.warn(
+                f"pretrain_fractions {self.pretrain_fractions} without pretrain.steps: every pool trains "
+                f"{self.pretrain.epochs} epochs, so a smaller pool also gets less compute; set pretrain.steps "
+                "for a constant step budget",
+                stacklevel=2,
+            )
+        return self
 
     @field_validator("baselines", "evaluation")
     @classmethod

@@ -71,21 +71,27 @@ def fold_numbers(data_config: DataConfig) -> list[int | None]:
     return list(range(1, data_config.folds + 1)) if data_config.folds else [None]
 
 
+def scaling(study: StudyConfig) -> bool:
+    """Whether the study varies the pre-training pool (then SSL ids end in ``-p<fraction>``)."""
+    return study.pretrain_fractions != [1.0]
+
+
 def ssl_jobs(study: StudyConfig, data_config: DataConfig) -> list[EncoderJob]:
     finetune = "ssl" in study.evaluation.finetune
     jobs = []
     for method in study.methods:
         for backbone in study.backbones:
             for init in study.inits:
-                for seed in range(study.pretrain_seeds):
-                    suffix = f"-s{seed}" if study.pretrain_seeds > 1 else ""
-                    cell = {"method": method, "backbone": backbone, "init": init, "seed": seed}
-                    config = study.pretrain.model_copy(
-                        update={**cell, "data": data_config, "progress_bar": False}
-                    )
-                    jobs.append(
-                        EncoderJob(f"{method}-{backbone}-{init}{suffix}", pretrain=config, finetune=finetune)
-                    )
+                for pool in study.pretrain_fractions:
+                    for seed in range(study.pretrain_seeds):
+                        suffix = f"-p{pool:g}" if scaling(study) else ""
+                        suffix += f"-s{seed}" if study.pretrain_seeds > 1 else ""
+                        cell = {"method": method, "backbone": backbone, "init": init, "seed": seed}
+                        config = study.pretrain.model_copy(
+                            update={**cell, "pool_fraction": pool, "data": data_config, "progress_bar": False}
+                        )
+                        encoder_id = f"{method}-{backbone}-{init}{suffix}"
+                        jobs.append(EncoderJob(encoder_id, pretrain=config, finetune=finetune))
     return jobs
 
 
@@ -277,6 +283,9 @@ class StudyRunner:
                 pretrain(job.pretrain, run_dir, data=data, resume=True, callbacks=[_EpochProgress(advance)])
         encoder = load_encoder(run_dir)
         encoder.meta["encoder_id"] = job.encoder_id
+        if scaling(self.study):  # results rows then say which pool the encoder learnt from
+            encoder.meta["pretrain_fraction"] = encoder.meta["pool_fraction"]
+            encoder.meta["pretrain_images"] = encoder.meta["pool_images"]
         return encoder
 
     def evaluate(

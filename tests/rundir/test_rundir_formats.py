@@ -145,3 +145,29 @@ def test_pooled_out_of_fold_predictions_cover_each_image_once_in_id_order() -> N
         pool_predictions([a, _fold([2, 7])])
     with pytest.raises(DataError, match="different classes"):
         pool_predictions([a, _fold([9], n_classes=4)])
+
+
+def test_pool_columns_appear_only_with_a_pool_and_stay_aligned(tmp_path: Path) -> None:
+    from medssl.rundir.results import POOL_COLUMNS, read_result_rows
+
+    row = {"dataset": "d", "encoder": "simclr-resnet18-random", "protocol": "knn", "label_fraction": 1.0}
+    plain = tmp_path / "plain" / "results.csv"
+    append_results(plain, [{**row, "seed": 0}])
+    assert _header(plain) == list(RESULT_COLUMNS)  # a study without pools: exactly the schema
+    append_results(plain, [{**row, "seed": 1, "pretrain_fraction": 0.5, "pretrain_images": 40}])
+    assert _header(plain) == [*RESULT_COLUMNS, *POOL_COLUMNS]  # the file is rewritten with the new columns
+    rows = read_result_rows(plain)
+    assert [(r["seed"], r["pretrain_fraction"], r["pretrain_images"]) for r in rows] == [
+        ("0", "", ""),
+        ("1", "0.5", "40"),
+    ]
+    append_results(plain, [{**row, "seed": 2}])  # a later row without a pool keeps the columns aligned
+    assert _header(plain) == [*RESULT_COLUMNS, *POOL_COLUMNS]
+    assert [r["pretrain_images"] for r in read_result_rows(plain)] == ["", "40", ""]
+    rewrite_results(plain, keep=lambda result: result.seed != 1)
+    assert [r["seed"] for r in read_result_rows(plain)] == ["0", "2"]
+
+
+def _header(path: Path) -> list[str]:
+    with path.open(newline="") as handle:
+        return next(csv.reader(handle))

@@ -1,0 +1,90 @@
+"""A study with ``pretrain_fractions``: one SSL cell per pool, a constant step budget, identical evaluation data,
+and the report's scaling part; without the axis nothing changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from medssl.errors import ConfigError
+from medssl.rundir.results import POOL_COLUMNS, RESULT_COLUMNS, read_result_rows
+from medssl.study import load_study, run_study
+from medssl.study.grid import ssl_jobs
+
+STEPS = 4
+SSL = ("simclr-resnet18-random-p0.5", "simclr-resnet18-random-p1")
+
+
+def scaling_study(tmp_path: Path, cache: Path, **extra) -> Path:
+    study = {
+        "datasets": {
+            "tiny": {"path": "synthetic", "image_size": 32, "cache_dir": str(cache),
+                     "synthetic": {"n_images": 160, "size": 32}},
+        },
+        "methods": ["simclr"],
+        "pretrain_fractions": [1.0, 0.5],
+        "pretrain": {"steps": STEPS, "batch_size": 16, "knn_k": 10},
+        "baselines": ["imagenet:efficientnet_lite0", "random:resnet18"],
+        "evaluation": {"protocols": ["knn"], "label_fractions": [1.0], "k": 10, "n_bootstrap": 200},
+        **extra,
+    }  # fmt: skip
+    path = tmp_path / "scaling.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def test_without_the_axis_ids_and_pretraining_are_unchanged(tmp_path: Path, pixel_cache: Path) -> None:
+    study = load_study(scaling_study(tmp_path, pixel_cache, pretrain_seeds=2))
+    plain = study.model_copy(update={"pretrain_fractions": [1.0]})
+    data = study.datasets["tiny"]
+    assert [j.encoder_id for j in ssl_jobs(plain, data)] == [
+        "simclr-resnet18-random-s0",
+        "simclr-resnet18-random-s1",
+    ]
+    assert all(j.pretrain.pool_fraction == 1.0 for j in ssl_jobs(plain, data))
+    ids = [j.encoder_id for j in ssl_jobs(study, data)]
+    assert ids == [f"simclr-resnet18-random-p{p}-s{s}" for p in ("0.5", "1") for s in (0, 1)]
+
+
+def test_scaling_study_end_to_end(tmp_path: Path, pixel_cache: Path) -> None:
+    run = run_study(load_study(scaling_study(tmp_path, pixel_cache)), tmp_path / "run", show_progress=False)
+    header = (run / "results.csv").read_text().splitlines()[0].split(",")
+    assert header == [*RESULT_COLUMNS, *POOL_COLUMNS]
+    rows = {r["encoder"]: r for r in read_result_rows(run / "results.csv")}
+    assert set(rows) == {*SSL, "imagenet-efficientnet_lite0", "random-resnet18"}
+    meta = {e: json.loads((run / "tiny" / "pretrain" / e / "encoder.json").read_text()) for e in SSL}
+    half, full = (meta[e] for e in SSL)
+    assert half["steps"] == full["steps"] == STEPS and half["epochs"] >= full["epochs"]
+    assert half["pool_images"] < full["pool_images"]
+    for encoder in SSL:
+        assert rows[encoder]["pretrain_fraction"] == str(meta[encoder]["pool_fraction"])
+        assert rows[encoder]["pretrain_images"] == str(meta[encoder]["pool_images"])
+    assert rows["random-resnet18"]["pretrain_fraction"] == ""
+    # Evaluation data is identical across pools: the same labelled images, kNN bank and test images.
+    assert (
+        rows[SSL[0]]["n_train"] == rows[SSL[1]]["n_train"]
+        and rows[SSL[0]]["n_test"] == rows[SSL[1]]["n_test"]
+    )
+    features = [np.load(run / "tiny" / "eval" / e / "features.npz") for e in SSL]
+    for key in ("train_index", "val_index", "test_index", "train_labels", "test_labels"):
+        assert np.array_equal(features[0][key], features[1][key])
+    predictions = [np.load(run / rows[e]["predictions"]) for e in SSL]
+    assert np.array_equal(predictions[0]["test_index"], predictions[1]["test_index"])
+    report = (run / "report.md").read_text()
+    assert "### Pre-training-set scaling" in report and "-scaling.png" in report
+    assert "pre-training images" in report and (
+        "first beats ImageNet frozen" in report or "does not beat" in report
+    )
+    assert "by pre-training pool size × fraction of training labels" in report
+
+
+def test_pools_without_a_step_budget_warn(tmp_path: Path, pixel_cache: Path) -> None:
+    path = scaling_study(tmp_path, pixel_cache)
+    with pytest.warns(UserWarning, match="without pretrain.steps: every pool trains 20 epochs"):
+        load_study(path, ["pretrain.steps="])
+    with pytest.raises(ConfigError, match=r"pretrain_fractions must be in \(0, 1\]"):
+        load_study(path, ["pretrain_fractions=[0, 1]"])
