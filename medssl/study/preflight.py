@@ -93,6 +93,7 @@ def _parameter_bytes(backbone: str) -> int:
 def estimated_checkpoint_bytes(study: StudyConfig) -> int:
     """Rough disk need of the SSL runs: ``WEIGHT_COPIES_PER_RUN`` copies of each backbone's weights."""
     runs_per_backbone = len(study.datasets) * len(study.methods) * len(study.inits) * study.pretrain_seeds
+    runs_per_backbone *= len(study.pretrain_fractions)
     per_run = {name: WEIGHT_COPIES_PER_RUN * _parameter_bytes(name) for name in study.backbones}
     return sum(runs_per_backbone * size for size in per_run.values())
 

@@ -14,6 +14,7 @@ from medssl.errors import ConfigError
 from medssl.rundir.results import POOL_COLUMNS, RESULT_COLUMNS, read_result_rows
 from medssl.study import load_study, run_study
 from medssl.study.grid import ssl_jobs
+from medssl.study.preflight import estimated_checkpoint_bytes
 
 STEPS = 4
 SSL = ("simclr-resnet18-random-p0.5", "simclr-resnet18-random-p1")
@@ -48,6 +49,9 @@ def test_without_the_axis_ids_and_pretraining_are_unchanged(tmp_path: Path, pixe
     assert all(j.pretrain.pool_fraction == 1.0 for j in ssl_jobs(plain, data))
     ids = [j.encoder_id for j in ssl_jobs(study, data)]
     assert ids == [f"simclr-resnet18-random-p{p}-s{s}" for p in ("0.5", "1") for s in (0, 1)]
+    assert estimated_checkpoint_bytes(study) == 2 * estimated_checkpoint_bytes(
+        plain
+    )  # two pools, twice the runs
 
 
 def test_scaling_study_end_to_end(tmp_path: Path, pixel_cache: Path) -> None:
