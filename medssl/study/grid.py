@@ -163,12 +163,25 @@ def _write_config(study: StudyConfig, out: Path, command: str | None) -> None:
     write_text(path, yaml.safe_dump(payload, sort_keys=False))
 
 
-class _EpochProgress(pl.Callback):
-    def __init__(self, advance) -> None:
-        self.advance = advance
+def pretrain_units(config: PretrainConfig) -> int:
+    """A pre-training run's share of the progress bar: its optimiser steps under a step budget (its epochs
+    then depend on the pool's size), else its epochs."""
+    return config.steps or config.epochs
+
+
+class _PretrainProgress(pl.Callback):
+    """Advances the study's bar by one per epoch, or per optimiser step under a step budget."""
+
+    def __init__(self, advance, per_step: bool) -> None:
+        self.advance, self.per_step = advance, per_step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *_) -> None:
+        if self.per_step:
+            self.advance(1)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self.advance(1)
+        if not self.per_step:
+            self.advance(1)
 
 
 class StudyRunner:
@@ -264,7 +277,7 @@ class StudyRunner:
             for fold in fold_numbers(data_config):
                 for job in [*ssl_jobs(self.study, data_config), *baseline_jobs(self.study)]:
                     if job.pretrain and not (self.pretrain_dir(name, job, fold) / ENCODER_META).exists():
-                        units += job.pretrain.epochs
+                        units += pretrain_units(job.pretrain)
                     units += len(self.eval_cells(name, job, fold))
         return units
 
@@ -280,7 +293,13 @@ class StudyRunner:
         run_dir = self.pretrain_dir(data.name, job, data.fold)
         if not (run_dir / ENCODER_META).exists():
             with cell_state(self.out, pretrain_name(data.name, job.encoder_id, data.fold), self.log):
-                pretrain(job.pretrain, run_dir, data=data, resume=True, callbacks=[_EpochProgress(advance)])
+                pretrain(
+                    job.pretrain,
+                    run_dir,
+                    data=data,
+                    resume=True,
+                    callbacks=[_PretrainProgress(advance, bool(job.pretrain.steps))],
+                )
         encoder = load_encoder(run_dir)
         encoder.meta["encoder_id"] = job.encoder_id
         if scaling(self.study):  # results rows then say which pool the encoder learnt from
@@ -351,7 +370,9 @@ class StudyRunner:
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
         columns += [TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
         with quiet_lightning_logs(), Progress(*columns, disable=not self.show_progress) as progress:
-            task = progress.add_task("study (epochs + cells)", total=self.pending_units())
+            task = progress.add_task(
+                "study (pre-training epochs or steps + cells)", total=self.pending_units()
+            )
             advance = lambda n: progress.advance(task, n)  # noqa: E731
             try:
                 for name, data_config in self.study.datasets.items():

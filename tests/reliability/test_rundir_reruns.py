@@ -205,7 +205,7 @@ def test_ctrl_c_before_the_first_checkpoint_does_not_claim_one(
 def test_ctrl_c_in_a_benchmark_advises_the_benchmark_command(
     tmp_path: Path, pixel_cache: Path, capsys, monkeypatch, restore_sigint
 ) -> None:
-    monkeypatch.setattr(grid._EpochProgress, "on_train_epoch_end", _CtrlC())
+    monkeypatch.setattr(grid._PretrainProgress, "on_train_epoch_end", _CtrlC())
     study = study_file(tmp_path, pixel_cache)
     code, err = run_main(capsys, monkeypatch, "benchmark", str(study), "--out", str(tmp_path / "run"))
     assert code == 130 and "Traceback" not in err

@@ -92,3 +92,13 @@ def test_pools_without_a_step_budget_warn(tmp_path: Path, pixel_cache: Path) -> 
         load_study(path, ["pretrain.steps="])
     with pytest.raises(ConfigError, match=r"pretrain_fractions must be in \(0, 1\]"):
         load_study(path, ["pretrain_fractions=[0, 1]"])
+
+
+def test_progress_counts_steps_under_a_step_budget(tmp_path: Path, pixel_cache: Path) -> None:
+    from medssl.study.grid import StudyRunner, baseline_jobs
+
+    study = load_study(scaling_study(tmp_path, pixel_cache))
+    runner = StudyRunner(study, tmp_path / "run", show_progress=False)
+    jobs = [*ssl_jobs(study, study.datasets["tiny"]), *baseline_jobs(study)]
+    cells = sum(len(runner.eval_cells("tiny", job)) for job in jobs)
+    assert runner.pending_units() == 2 * STEPS + cells  # two pools of STEPS steps each, then the cells
