@@ -113,7 +113,16 @@ def build_module(config: PretrainConfig, data: PreparedData, world: int = 1) -> 
     train = torch.as_tensor(pool.indices, dtype=torch.long)
     batches = IndexBatches(train, recipe.batch_size, config.seed)
     augment = build_augment(preset, data.image_size, data.channels, backend=config.augment_backend)
-    module = PretrainModule(method, augment, images, batches, recipe, epochs, compile_step=config.compile)
+    module = PretrainModule(
+        method,
+        augment,
+        images,
+        batches,
+        recipe,
+        epochs,
+        compile_step=config.compile,
+        step_budget=config.steps,
+    )
     module.augment_preset = preset
     module.pool = pool
     return module
@@ -172,7 +181,6 @@ def _trainer(
 ) -> pl.Trainer:
     return pl.Trainer(
         max_epochs=epochs,
-        max_steps=config.steps or -1,
         accelerator=config.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,

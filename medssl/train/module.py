@@ -30,6 +30,7 @@ class PretrainModule(pl.LightningModule):
         recipe: Recipe,
         epochs: int,
         compile_step: bool = False,
+        step_budget: int | None = None,
     ) -> None:
         super().__init__()
         self.method = method
@@ -39,6 +40,8 @@ class PretrainModule(pl.LightningModule):
         self.recipe = recipe
         self.epochs = epochs
         self.compile_step = compile_step
+        self.step_budget = step_budget
+        """Optimiser steps after which training stops, inside the last epoch if need be (None: every epoch)."""
         self._step_loss = self.step_loss
 
     def configure_optimizers(self):
@@ -52,7 +55,7 @@ class PretrainModule(pl.LightningModule):
         )
         if not self.recipe.cosine:
             return optimizer
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        total_steps = self.total_steps
         steps_per_epoch = max(1, total_steps // self.epochs)
         scheduler = CosineWarmupScheduler(
             optimizer,
@@ -60,6 +63,11 @@ class PretrainModule(pl.LightningModule):
             max_epochs=total_steps,
         )
         return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
+
+    @property
+    def total_steps(self) -> int:
+        """Optimiser steps of the whole run: the step budget, else every batch of every epoch."""
+        return max(1, self.step_budget or int(self.trainer.estimated_stepping_batches))
 
     def on_fit_start(self) -> None:
         self.images = self.images.to(self.device)
@@ -93,8 +101,11 @@ class PretrainModule(pl.LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        total = max(1, self.trainer.estimated_stepping_batches)
-        self.method.on_step_end(min(1.0, self.global_step / total))
+        self.method.on_step_end(min(1.0, self.global_step / self.total_steps))
+        # Not Trainer(max_steps): with it Lightning resumes every checkpoint as if inside an epoch, and takes
+        # a step too few. Stopping here ends the epoch normally, so a resume starts at the next one.
+        if self.step_budget and self.global_step >= self.step_budget:
+            self.trainer.should_stop = True
 
 
 def compiled_step(step: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> Callable:

@@ -31,14 +31,16 @@ def test_num_nodes_reaches_the_trainer_and_ranks_come_from_slurm(
     # rank_zero_warn in this process (the collapse warning...): put it back after the test.
     monkeypatch.setattr(rank_zero_only, "rank", rank_zero_only.rank)
     config = PretrainConfig(num_nodes=2, devices=2, accelerator="cpu", progress_bar=False)
-    trainer = _trainer(config, tmp_path, [], steps_per_epoch=1)
+    trainer = _trainer(config, tmp_path, [], steps_per_epoch=1, epochs=1)
     assert trainer.num_nodes == 2 and trainer.world_size == 4 and isinstance(trainer.strategy, DDPStrategy)
     assert isinstance(trainer.strategy.cluster_environment, SLURMEnvironment)
     assert (trainer.global_rank, trainer.node_rank, trainer.local_rank) == (3, 1, 1)
 
 
 def test_a_single_process_run_is_not_distributed(tmp_path: Path) -> None:
-    trainer = _trainer(PretrainConfig(accelerator="cpu", progress_bar=False), tmp_path, [], steps_per_epoch=1)
+    trainer = _trainer(
+        PretrainConfig(accelerator="cpu", progress_bar=False), tmp_path, [], steps_per_epoch=1, epochs=1
+    )
     assert (
         trainer.num_nodes == 1 and trainer.world_size == 1 and not isinstance(trainer.strategy, DDPStrategy)
     )
