@@ -186,7 +186,8 @@ class PresetSpec:
 
 
 HISTOLOGY_HED_SIGMA = 0.2
-"""Tellez et al.'s "HED-strong" range; plausible on real Kather 2016 tiles (docs/images/histology_jitter_*.png)."""
+"""σ of Tellez et al.'s strong HED jitter (their β is absolute; here it is relative to the stain's mean amount,
+see :func:`jitter_stains`); plausible on real Kather 2016 tiles (docs/images/histology_jitter_*.png)."""
 
 SPECS: dict[str, PresetSpec] = {
     "generic": PresetSpec(crop_scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), gray_p=0.2, blur_p=0.5),
