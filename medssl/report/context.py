@@ -94,8 +94,22 @@ class Context:
 
     @property
     def feature_fold(self) -> int | None:
-        """The fold whose features and pre-training curves the figures show: 1 under CV, else None."""
+        """The fold whose features and pre-training curves the figures show: 1 under CV, else None.
+
+        Only one fold is drawn: each fold has its own encoders (pre-trained on its training images), so the
+        folds' maps cannot share one t-SNE, and K times every encoder's map would be slow and unreadable.
+        The figures' captions say "fold 1 of K"; the tables and confusion matrices cover every fold."""
         return 1 if self.folds else None
+
+    @property
+    def feature_dir(self) -> str:
+        """The run-relative folder of the shown fold's ``eval/`` and ``pretrain/`` (the dataset's without CV)."""
+        return f"{self.dataset}/fold{self.feature_fold}" if self.feature_fold else self.dataset
+
+    @property
+    def fold_shown(self) -> str:
+        """'fold 1 of K' under cross-validation, else ''."""
+        return f"fold {self.feature_fold} of {self.folds}" if self.feature_fold else ""
 
     @property
     def primary_metric(self) -> str:

@@ -44,14 +44,18 @@ def training_blocks(ctx: Context) -> list[Block]:
     palette = figures.colours(ctx.encoders + [e for e in histories if e not in labels])
     named = {labels.get(e, e): history for e, history in histories.items()}
     png = figures.training_curves_figure(named, {labels.get(e, e): c for e, c in palette.items()})
+    runs = (
+        f"Pre-training runs of {ctx.fold_shown} (each fold pre-trains on its own training images)"
+        if ctx.folds
+        else "Per pre-training run"
+    )
     caption = [
         Span(
-            "Per pre-training run: training loss, kNN accuracy on the validation split, and effective rank "
+            f"{runs}: training loss, kNN accuracy on the validation split, and effective rank "
             "of the embeddings (higher = less collapsed) against epoch."
         )
     ]
-    where = f"{ctx.dataset}/fold{ctx.feature_fold}" if ctx.feature_fold else ctx.dataset
-    files = [f"{where}/pretrain/{e}/history.csv" for e in histories]
+    files = [f"{ctx.feature_dir}/pretrain/{e}/history.csv" for e in histories]
     figure = Figure(f"{ctx.key}-training", png, caption, "Pre-training curves")
     return [*blocks, figure, provenance(ctx.run, *files)]
 
@@ -78,17 +82,19 @@ def _tsne_panel(ctx: Context, encoder: str, title: str) -> figures.Panel:
 
 
 def _by_group(ctx: Context, panels: list[figures.Panel]) -> tuple[list[figures.Panel], list[str]]:
-    """The same maps coloured by group (slide, patient), or nothing where groups are unknown or single."""
+    """The same maps coloured by group (slide, patient), and the groups among their points (the legend), or
+    nothing where groups are unknown or the points hold fewer than two."""
     groups = ctx.split.groups if ctx.split else []
-    names = sorted(set(groups) - {""})
+    mapped = [
+        p for p in panels if p.data is not None and p.index is not None and int(p.index.max()) < len(groups)
+    ]
+    names = sorted({groups[int(i)] for panel in mapped for i in panel.index} - {""})  # type: ignore[union-attr]
     if len(names) < 2:
         return [], []
     code = {name: i for i, name in enumerate(names)}
     recoloured = []
-    for panel in panels:
-        if panel.data is None or panel.index is None or int(panel.index.max()) >= len(groups):
-            continue
-        colours = np.array([code.get(groups[int(i)], 0) for i in panel.index])
+    for panel in mapped:
+        colours = np.array([code.get(groups[int(i)], -1) for i in panel.index])  # type: ignore[union-attr]
         recoloured.append(figures.Panel(panel.title, panel.data, colours, index=panel.index))
     return recoloured, names
 
@@ -99,27 +105,39 @@ def tsne_blocks(ctx: Context) -> list[Block]:
     if not any(p.data is not None for p in panels):
         return [*blocks, note("No encoder has test features to map.")]
     png = figures.tsne_figure(panels, ctx.class_names)
-    fold = f" of fold {ctx.feature_fold}" if ctx.feature_fold else ""
     caption = [
         Span(
-            f"t-SNE maps of each encoder's test-set features{fold} (cosine geometry), coloured by true class. "
-            "Well-separated colours mean a simple probe can tell the classes apart."
+            "t-SNE maps of each encoder's test-set features (cosine geometry), coloured by true class. "
+            f"Well-separated colours mean a simple probe can tell the classes apart.{_fold_caption(ctx)}"
         )
     ]
-    where = f"{ctx.dataset}/fold{ctx.feature_fold}" if ctx.feature_fold else ctx.dataset
-    blocks += [Figure(f"{ctx.key}-tsne", png, caption, "t-SNE maps of test features")]
+    alt = f"t-SNE maps of test features ({ctx.fold_shown})" if ctx.folds else "t-SNE maps of test features"
+    blocks += [Figure(f"{ctx.key}-tsne", png, caption, alt)]
     grouped, names = _by_group(ctx, panels)
     if grouped:
         kind = ctx.split.group_kind if ctx.split else "group"
+        total = len(set(ctx.split.groups) - {""}) if ctx.split else len(names)
         caption = [
             Span(
-                f"The same maps coloured by {kind}: where one {kind}'s images cluster apart from the rest, the "
-                f"encoder sees the {kind} (stain, scanner) more than the class, and an image-level split leaks."
+                f"The same maps coloured by {kind} ({len(names)} of the dataset's {total} {kind}s are in these "
+                f"test images): where one {kind}'s images cluster apart from the rest, the encoder sees the "
+                f"{kind} (stain, scanner) more than the class, and an image-level split leaks."
             )
         ]
         png = figures.tsne_figure(grouped, names)
         blocks.append(Figure(f"{ctx.key}-tsne-groups", png, caption, f"t-SNE maps by {kind}"))
-    return [*blocks, provenance(ctx.run, f"{where}/eval/*/features.npz", f"{ctx.dataset}/split.csv")]
+    files = (f"{ctx.feature_dir}/eval/*/features.npz", f"{ctx.dataset}/split.csv")
+    return [*blocks, provenance(ctx.run, *files)]
+
+
+def _fold_caption(ctx: Context) -> str:
+    """'' without cross-validation, else which fold the maps show and why only that one."""
+    if not ctx.folds:
+        return ""
+    return (
+        f" These are the test images of {ctx.fold_shown} only: each fold has its own encoders, so the other "
+        f"folds' test images would need maps of their own. The tables cover all {ctx.folds} folds."
+    )
 
 
 def confusion_blocks(ctx: Context) -> list[Block]:
@@ -164,15 +182,35 @@ def _retrieval_figure(ctx: Context, encoder: str, label: str, sample: dict[str, 
         ctx.class_names,
     )
     k, n_test = int(sample["k"]), int(sample["n_test"])
+    of_fold = f" of {ctx.fold_shown}" if ctx.folds else ""
+    over = (
+        f"Over the {n_test} test images of {ctx.fold_shown}"
+        if ctx.folds
+        else f"Over all {n_test} test images"
+    )
     caption = [
         Span(label, "strong"),
         Span(
-            f": {len(sample['query_labels'])} test images (left) and their {k} nearest training images by cosine "
-            f"similarity of features; red border = a different class. Over all {n_test} test images, "
-            f"{100 * float(sample['agreement']):.1f}% of the {k} nearest neighbours share the query's class."
+            f": {len(sample['query_labels'])} test images{of_fold} (left) and their {k} nearest training images "
+            f"by cosine similarity of features; red border = a different class. {over}, "
+            f"{100 * float(sample['agreement']):.1f}% of the {k} nearest neighbours share the query's class"
+            f"{_pooled_agreement(ctx, encoder)}."
         ),
     ]
     return Figure(f"{ctx.key}-retrieval-{slug(encoder)}", png, caption, f"Retrieval: {label}", wide=False)
+
+
+def _pooled_agreement(ctx: Context, encoder: str) -> str:
+    """Under cross-validation, the class agreement of the nearest neighbours over every fold's test images."""
+    if not ctx.folds:
+        return ""
+    samples = [ctx.run.retrieval(ctx.dataset, encoder, fold) for fold in range(1, ctx.folds + 1)]
+    if any(s is None for s in samples):
+        return f" (not every fold has retrieval images, so there is no figure over all {ctx.folds} folds)"
+    n_test = np.array([int(s["n_test"]) for s in samples if s is not None])
+    agreement = np.array([float(s["agreement"]) for s in samples if s is not None])
+    pooled = float((agreement * n_test).sum() / n_test.sum()) if n_test.sum() else float("nan")
+    return f"; over all {int(n_test.sum())} test images of the {ctx.folds} folds, {100 * pooled:.1f}%"
 
 
 def retrieval_blocks(ctx: Context) -> list[Block]:
@@ -184,7 +222,10 @@ def retrieval_blocks(ctx: Context) -> list[Block]:
             gallery.append(_retrieval_figure(ctx, encoder, label, sample))
     if not gallery:
         return [*blocks, note("No encoder has retrieval images (they are written with the features).")]
-    return [*blocks, Gallery(gallery), provenance(ctx.run, f"{ctx.dataset}/eval/*/retrieval.npz")]
+    files = (
+        f"{ctx.dataset}/fold*/eval/*/retrieval.npz" if ctx.folds else f"{ctx.dataset}/eval/*/retrieval.npz"
+    )
+    return [*blocks, Gallery(gallery), provenance(ctx.run, files)]
 
 
 def augment_blocks(ctx: Context) -> list[Block]:

@@ -70,14 +70,29 @@ def _uniform(low: float, high: float, shape: tuple[int, ...], like: torch.Tensor
     return (low + (high - low) * torch.rand(shape)).to(device=like.device, dtype=like.dtype)
 
 
-class HEDJitter(nn.Module):
-    """Tellez et al.'s stain augmentation: each stain s becomes α·s + β, α ∈ [1-σ, 1+σ], β ∈ [-σ, σ].
+def jitter_stains(rgb: torch.Tensor, alpha: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Tellez et al.'s HED jitter of RGB images (B, 3, H, W) in [0, 1], kept to plausible stain amounts.
 
-    α and β are drawn per image and per stain; β is in optical-density units. Grayscale batches pass through
-    unchanged (there is no colour to deconvolve).
+    Each stain s becomes ``α·s + β`` with ``α = alpha`` and ``β = shift`` times that stain's mean positive
+    concentration in the image (``alpha``, ``shift``: (B, 3, 1, 1)), so the shift is relative to how much of
+    the stain the image holds: a white (unstained) background stays white instead of taking a uniform tint.
+    A concentration never drops below ``min(s, 0)``: the jitter never makes a stain negative, and a pixel that
+    deconvolves to a slightly negative amount (noise of the Ruifrok & Johnston basis) is never pushed further
+    below zero, which would map back to saturated, inverted colours.
+    """
+    hed = rgb_to_hed(rgb)
+    beta = shift * hed.clamp_min(0.0).mean(dim=(2, 3), keepdim=True)
+    return hed_to_rgb(torch.maximum(hed * alpha + beta, hed.clamp_max(0.0)))
+
+
+class HEDJitter(nn.Module):
+    """Tellez et al.'s stain augmentation (:func:`jitter_stains`): α ∈ [1-σ, 1+σ], β ∈ [-σ, σ] × the stain's
+    mean concentration, drawn per image and per stain.
+
+    Grayscale batches pass through unchanged (there is no colour to deconvolve).
     """
 
-    def __init__(self, sigma: float = 0.05, p: float = 1.0) -> None:
+    def __init__(self, sigma: float = 0.2, p: float = 1.0) -> None:
         super().__init__()
         self.sigma = sigma
         self.p = p
@@ -87,11 +102,11 @@ class HEDJitter(nn.Module):
             return x
         batch = x.shape[0]
         alpha = _uniform(1 - self.sigma, 1 + self.sigma, (batch, 3, 1, 1), x)
-        beta = _uniform(-self.sigma, self.sigma, (batch, 3, 1, 1), x)
+        shift = _uniform(-self.sigma, self.sigma, (batch, 3, 1, 1), x)
         apply = (torch.rand(batch) < self.p).to(x.device).view(batch, 1, 1, 1)
         alpha = torch.where(apply, alpha, torch.ones_like(alpha))
-        beta = torch.where(apply, beta, torch.zeros_like(beta))
-        return hed_to_rgb(rgb_to_hed(x) * alpha + beta)
+        shift = torch.where(apply, shift, torch.zeros_like(shift))
+        return jitter_stains(x, alpha, shift)
 
 
 class RandomRot90(nn.Module):
@@ -170,6 +185,10 @@ class PresetSpec:
         return (brightness, contrast, saturation, hue) if channels == 3 else (brightness, contrast, 0.0, 0.0)
 
 
+HISTOLOGY_HED_SIGMA = 0.2
+"""σ of Tellez et al.'s strong HED jitter (their β is absolute; here it is relative to the stain's mean amount,
+see :func:`jitter_stains`); plausible on real Kather 2016 tiles (docs/images/histology_jitter_*.png)."""
+
 SPECS: dict[str, PresetSpec] = {
     "generic": PresetSpec(crop_scale=(0.2, 1.0), jitter=(0.4, 0.4, 0.4, 0.1), gray_p=0.2, blur_p=0.5),
     "xray": PresetSpec(
@@ -185,7 +204,7 @@ SPECS: dict[str, PresetSpec] = {
         crop_scale=(0.3, 1.0),
         rot90=True,
         vflip_p=0.5,
-        hed_sigma=0.05,
+        hed_sigma=HISTOLOGY_HED_SIGMA,
         jitter=(0.2, 0.2, 0.0, 0.0),
         blur_p=0.3,
     ),
@@ -242,7 +261,7 @@ def build_augment(
       MoCo-CXR found flips helpful; mirrored radiographs remain plausible anatomy. Works on 1 or 3 channels
       and never adds colour.
     * ``histology``: resized crop (scale 0.3-1), 90° rotations, horizontal and vertical flips, HED stain
-      jitter σ = 0.05 (colour only), brightness/contrast 0.2 (p 0.8), blur (p 0.3).
+      jitter σ = 0.2 (:func:`jitter_stains`, colour only), brightness/contrast 0.2 (p 0.8), blur (p 0.3).
 
     Blur kernels are 10 % of ``image_size`` (odd, at least 3) with σ from 0.1 to max(0.5, 2·size/224).
     """

@@ -40,8 +40,7 @@ from medssl.train.augment import (
     PresetSpec,
     blur_settings,
     check_batch,
-    hed_to_rgb,
-    rgb_to_hed,
+    jitter_stains,
 )
 
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -157,13 +156,13 @@ class FusedAugment(nn.Module):
 
     # -- intensity ------------------------------------------------------------------------------------
     def stain(self, x: torch.Tensor) -> torch.Tensor:
-        """Tellez's HED jitter (as :class:`~medssl.train.augment.HEDJitter`), colour batches only."""
+        """Tellez's HED jitter, the same rule and draws as :class:`~medssl.train.augment.HEDJitter`; colour only."""
         sigma = self.spec.hed_sigma
         if sigma == 0 or x.shape[1] != 3:
             return x
         alpha = _uniform(1 - sigma, 1 + sigma, (x.shape[0], 3, 1, 1), x)
-        beta = _uniform(-sigma, sigma, (x.shape[0], 3, 1, 1), x)
-        return hed_to_rgb(rgb_to_hed(x) * alpha + beta)
+        shift = _uniform(-sigma, sigma, (x.shape[0], 3, 1, 1), x)
+        return jitter_stains(x, alpha, shift)
 
     def colour(self, x: torch.Tensor) -> torch.Tensor:
         """kornia's ``ColorJitter`` steps in a random order per image, with probability ``jitter_p``; grayscale."""

@@ -13,6 +13,7 @@ import yaml
 
 from medssl.cli import main
 from medssl.evaluate.metrics import classification_metrics
+from medssl.report import plots
 from medssl.report.context import Context
 from medssl.report.crossval import policy_pairs
 from medssl.report.rundir import RunDir, SplitSummary
@@ -100,3 +101,47 @@ def test_the_cli_prints_the_leakage_warning_on_one_line(two_protocols: Path, cap
     assert not stop.value.code and "Traceback" not in err
     (line,) = [line for line in err.splitlines() if "Leakage" in line]
     assert line.startswith("warning: Leakage warning (tiles_random)") and "inflated" in line
+
+
+def _section(text: str, dataset: str) -> str:
+    """The report.md section of one dataset (from its heading to the next dataset's)."""
+    start = text.index(f"\n## {dataset}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
+
+
+def test_cv_figures_say_they_show_fold_1_of_k(two_protocols: Path) -> None:
+    """Under CV the t-SNE and retrieval show fold 1 only, and say so; retrieval also pools every fold."""
+    text = markdown(two_protocols)
+    cv, random = _section(text, "tiles_cv"), _section(text, "tiles_random")
+    assert f"t-SNE maps of test features (fold 1 of {FOLDS})" in cv
+    assert f"These are the test images of fold 1 of {FOLDS} only" in cv
+    assert f"The tables cover all {FOLDS} folds" in cv
+    run = RunDir.open(two_protocols)
+    samples = [run.retrieval("tiles_cv", "random-resnet18", fold) for fold in range(1, FOLDS + 1)]
+    assert all(s is not None for s in samples)
+    first = samples[0]
+    assert first is not None and int(first["n_test"]) < 160  # fold 1 alone is not every image
+    assert f"Over the {int(first['n_test'])} test images of fold 1 of {FOLDS}, " in cv
+    n_test = sum(int(s["n_test"]) for s in samples if s is not None)
+    pooled = sum(float(s["agreement"]) * int(s["n_test"]) for s in samples if s is not None) / n_test
+    assert n_test == 160 and f"over all 160 test images of the {FOLDS} folds, {100 * pooled:.1f}%" in cv
+    assert "tiles_cv/fold*/eval/*/retrieval.npz" in cv and "tiles_cv/fold1/eval/*/features.npz" in cv
+    assert "fold 1 of" not in random and "Over all " in random  # a single split names no fold
+
+
+def test_tsne_by_group_colours_each_point_by_its_slide(two_protocols: Path) -> None:
+    """The group map's colours are the groups of the mapped test images, and its legend lists only those."""
+    run = RunDir.open(two_protocols)
+    ctx = Context(run, "tiles_cv", "k", study_table(run.results, "tiles_cv"))
+    panel = plots._tsne_panel(ctx, "random-resnet18", "Random")
+    (recoloured,), names = plots._by_group(ctx, [panel])
+    assert ctx.split is not None and panel.index is not None and recoloured.labels is not None
+    groups = [ctx.split.groups[int(i)] for i in panel.index]
+    assert names == sorted(set(groups)) and [names[int(c)] for c in recoloured.labels] == groups
+    train = run.features("tiles_cv", "random-resnet18", 1)
+    assert train is not None and "train_index" in train
+    assert not set(groups) & {ctx.split.groups[int(i)] for i in train["train_index"]}  # whole groups tested
+    total = len(set(ctx.split.groups))
+    assert 2 <= len(names) < total
+    assert f"coloured by patient ({len(names)} of the dataset's {total} patients" in markdown(two_protocols)
