@@ -16,7 +16,9 @@ import pytest
 import submitit
 import torch
 
+from medssl.study import grid as grid_module
 from medssl.study import load_study, run_study
+from medssl.study.cells import cell_statuses
 from medssl.study.config import SlurmSettings
 from medssl.study.launch import (
     LOG_DIR,
@@ -32,7 +34,7 @@ from medssl.train.api import LAST
 
 from .test_cells import PRETRAIN, small_study
 
-KEY = ("dataset", "encoder", "protocol", "label_fraction", "seed")
+KEY = ("dataset", "encoder", "protocol", "label_fraction", "seed", "fold")
 FIGURES = ("accuracy", "auroc", "n_train", "n_test")
 SERIAL = [
     "threads_per_worker=1",
@@ -46,17 +48,42 @@ def table(run: Path) -> Counter:
         return Counter(tuple(row[k] for k in (*KEY, *FIGURES)) for row in csv.DictReader(handle))
 
 
-@pytest.fixture(scope="module")
-def sequential(tmp_path_factory: pytest.TempPathFactory, pixel_cache: Path) -> tuple[Path, Counter]:
+def _run_sequentially(config: Path, out: Path) -> list[str]:
+    """Run the study of ``config`` into ``out`` in this process; returns the cell names the grid marked."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread, as each worker below: the same floats
-    folder = tmp_path_factory.mktemp("sequential")
-    config = small_study(folder, pixel_cache)
+    marked, mark = [], grid_module.cell_state
+
+    def marking(out: Path, name: str, log: str | None = None):
+        marked.append(name)
+        return mark(out, name, log)
+
     try:
-        run_study(load_study(config), folder / "run", show_progress=False)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(grid_module, "cell_state", marking)
+            run_study(load_study(config), out, show_progress=False)
     finally:
         torch.set_num_threads(threads)
+    return marked
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory: pytest.TempPathFactory, pixel_cache: Path) -> tuple[Path, Counter]:
+    folder = tmp_path_factory.mktemp("sequential")
+    config = small_study(folder, pixel_cache)
+    _run_sequentially(config, folder / "run")
     return config, table(folder / "run")
+
+
+@pytest.fixture(scope="module")
+def cv_sequential(
+    tmp_path_factory: pytest.TempPathFactory, pixel_cache: Path
+) -> tuple[Path, Path, list[str]]:
+    """The small study with 2 cross-validation folds, run sequentially: its config, run and marked cells."""
+    folder = tmp_path_factory.mktemp("cv_sequential")
+    config = small_study(folder, pixel_cache, folds=2)
+    marked = _run_sequentially(config, folder / "run")
+    return config, folder / "run", marked
 
 
 def test_two_local_workers_give_the_sequential_results_each_cell_once(tmp_path: Path, sequential) -> None:
@@ -84,6 +111,47 @@ def test_the_slurm_path_through_submitits_local_executor(tmp_path: Path, sequent
     jobs = submit_tasks(study, out, tasks, executor)
     assert sorted(job.result() for job in jobs.values()) == sorted(t.name for t in tasks)
     assert table(out) == reference
+
+
+def test_two_local_workers_on_a_cv_study_give_the_sequential_results(tmp_path: Path, cv_sequential) -> None:
+    config, sequential_run, marked = cv_sequential
+    study, out = load_study(config, ["launcher=local", "workers=2", *SERIAL]), tmp_path / "run"
+    launch_study(study, out, show_progress=False)
+    reference = table(sequential_run)
+    assert table(out) == reference and max(reference.values()) == 1
+    assert {row[KEY.index("fold")] for row in reference} == {"1", "2"} and len(reference) == 4
+    assert len(list((out / LOG_DIR).glob("*_log.err"))) == 6  # per fold: pre-training, 2 evaluations
+    split = Path("tiny", "split.csv")  # the folds the report reads: the sequential run's, byte for byte
+    assert (out / split).read_bytes() == (sequential_run / split).read_bytes()
+    for fold in (1, 2):
+        assert (
+            out / "tiny" / f"fold{fold}" / "pretrain" / "simclr-resnet18-random" / "encoder.json"
+        ).exists()
+    assert "Fold 2" in (out / "report.md").read_text()  # the report's per-fold table
+    statuses = cell_statuses(study, out)
+    assert {s.cell.name for s in statuses} == set(marked) and len(marked) == 6  # the names both runs use
+    assert {s.state for s in statuses} == {"done"} and pending_tasks(study, out) == []
+
+
+def test_the_slurm_path_with_folds_waits_for_each_folds_encoder(tmp_path: Path, cv_sequential) -> None:
+    config, sequential_run, _ = cv_sequential
+    study = load_study(config, ["launcher=slurm", *SERIAL])
+    out = prepare_run(study, tmp_path / "run", "medssl benchmark").out
+    tasks = pending_tasks(study, out)
+    ssl = [f"tiny/fold{fold}/pretrain/simclr-resnet18-random" for fold in (1, 2)]
+    assert [(t.name, t.needs, t.fold) for t in tasks] == [
+        (ssl[0], (), 1),
+        (ssl[1], (), 2),
+        ("tiny/fold1/simclr-resnet18-random/evaluate", (ssl[0],), 1),
+        ("tiny/fold1/random-resnet18/evaluate", (), 1),
+        ("tiny/fold2/simclr-resnet18-random/evaluate", (ssl[1],), 2),
+        ("tiny/fold2/random-resnet18/evaluate", (), 2),
+    ]
+    executor = submitit.LocalExecutor(folder=out / LOG_DIR)
+    executor.update_parameters(timeout_min=30)
+    jobs = submit_tasks(study, out, tasks, executor)
+    assert sorted(job.result() for job in jobs.values()) == sorted(t.name for t in tasks)
+    assert table(out) == table(sequential_run)
 
 
 def test_the_sbatch_script_holds_the_configured_resources(tmp_path: Path) -> None:
