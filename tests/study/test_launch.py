@@ -29,7 +29,7 @@ from medssl.study.launch import (
     sbatch_script,
     submit_tasks,
 )
-from medssl.study.state import state_path
+from medssl.study.state import pretrain_name, state_path
 from medssl.train.api import LAST
 
 from .test_cells import PRETRAIN, small_study
@@ -180,29 +180,37 @@ def _history_epochs(run: Path) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
+@pytest.mark.parametrize("folds", [None, 2], ids=["one-split", "two-folds"])
 def test_a_sigkilled_worker_loses_nothing_and_its_cell_resumes_on_the_rerun(
-    tmp_path: Path, pixel_cache: Path
+    tmp_path: Path, pixel_cache: Path, folds: int | None
 ) -> None:
-    config = small_study(tmp_path, pixel_cache)
-    out, run = tmp_path / "run", tmp_path / "run" / "tiny" / "pretrain" / "simclr-resnet18-random"
+    config, out = small_study(tmp_path, pixel_cache, folds), tmp_path / "run"
+    killed = pretrain_name("tiny", "simclr-resnet18-random", 1 if folds else None)  # fold 1's under CV
     command = [sys.executable, "-m", "medssl.cli", "benchmark", str(config), "--out", str(out), "--launcher",
                "local", "--workers", "2", "--set", "pretrain.epochs=3", *(f"--set={s}" for s in SERIAL)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     parent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not (run / "checkpoints" / LAST).exists():
+    while time.time() < deadline and not (out / killed / "checkpoints" / LAST).exists():
         time.sleep(0.05)
-    worker = json.loads(state_path(out, PRETRAIN).read_text())["pid"]
+    worker = json.loads(state_path(out, killed).read_text())["pid"]
     os.kill(worker, signal.SIGKILL)  # the worker process that is pre-training, not the launcher
-    _, stderr = parent.communicate(timeout=300)
+    _, stderr = parent.communicate(timeout=400)
     assert parent.returncode == 2, stderr
-    assert "2 of 3 tasks failed" in stderr and "not started" in stderr, stderr
+    tasks = 3 * (folds or 1)  # per fold: pre-training, its evaluation, the baseline's
+    assert f"2 of {tasks} tasks failed" in stderr and "not started" in stderr, stderr
     status = subprocess.run([sys.executable, "-m", "medssl.cli", "status", str(out)], env=env,
                             capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert f"failed   {PRETRAIN}  process {worker} died" in status and "_log.err" in status
-    before = _history_epochs(run)
+    assert f"failed   {killed}  process {worker} died" in status and "_log.err" in status
+    before = _history_epochs(out / killed)
     assert len(before) < 3
-    subprocess.run(command, env=env, check=True, capture_output=True, timeout=400)
-    assert _history_epochs(run) == [0, 1, 2]  # the epochs before the kill were not trained again
-    counts = Counter(row[:2] for row in table(out).elements())
-    assert counts == {("tiny", "simclr-resnet18-random"): 1, ("tiny", "random-resnet18"): 1}  # each cell once
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=500)
+    for fold in range(1, folds + 1) if folds else [None]:  # the epochs before the kill were not trained again
+        assert _history_epochs(out / pretrain_name("tiny", "simclr-resnet18-random", fold)) == [0, 1, 2]
+    counts = Counter((row[0], row[1], row[KEY.index("fold")]) for row in table(out).elements())
+    expected = [str(fold) for fold in range(1, folds + 1)] if folds else [""]
+    assert counts == {
+        ("tiny", encoder, fold): 1
+        for encoder in ("simclr-resnet18-random", "random-resnet18")
+        for fold in expected
+    }  # each cell once
