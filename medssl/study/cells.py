@@ -22,6 +22,7 @@ from medssl.study.grid import (
     _previous_config,
     baseline_jobs,
     finished_cells,
+    fold_numbers,
     ssl_jobs,
 )
 from medssl.study.state import alive, evaluation_name, pretrain_name, read_state
@@ -30,7 +31,8 @@ from medssl.study.state import alive, evaluation_name, pretrain_name, read_state
 @dataclass(frozen=True)
 class Cell:
     """One cell of a study: ``kind`` is ``pretrain`` or ``evaluate`` (then ``evaluation`` is (protocol,
-    label fraction, seed)); ``needs`` names the cells that must be done first."""
+    label fraction, seed)); ``fold`` is its cross-validation fold (None for a single split); ``needs`` names
+    the cells that must be done first."""
 
     name: str
     kind: str
@@ -38,6 +40,7 @@ class Cell:
     job: EncoderJob
     needs: tuple[str, ...] = ()
     evaluation: tuple[str, float, int] | None = None
+    fold: int | None = None
 
 
 def encoder_jobs(study: StudyConfig, dataset: str) -> list[EncoderJob]:
@@ -46,24 +49,22 @@ def encoder_jobs(study: StudyConfig, dataset: str) -> list[EncoderJob]:
 
 
 def study_cells(study: StudyConfig) -> list[Cell]:
-    """Every cell of ``study``: each SSL encoder's pre-training, then its evaluation cells, which need it."""
-    with_folds = [name for name, data in study.datasets.items() if data.folds]
-    if with_folds:
-        raise ConfigError(
-            f"datasets {', '.join(with_folds)} use cross-validation folds, which the cell list (--dry-run, "
-            "medssl status, launcher local/slurm) does not cover yet; run them with launcher: sequential"
-        )
+    """Every cell of ``study``, fold after fold under cross-validation: each SSL encoder's pre-training, then
+    its evaluation cells, which need it (a fold's evaluations need that fold's encoder). The names are those
+    the sequential grid marks its cells with, so ``medssl status`` reads either run alike."""
     runner = StudyRunner(study, ".", show_progress=False)
     cells = []
-    for dataset in study.datasets:
-        for job in encoder_jobs(study, dataset):
-            needs: tuple[str, ...] = ()
-            if job.pretrain is not None:
-                cells.append(Cell(pretrain_name(dataset, job.encoder_id), "pretrain", dataset, job))
-                needs = (pretrain_name(dataset, job.encoder_id),)
-            for evaluation in runner.all_cells(job):
-                name = evaluation_name(dataset, job.encoder_id, *evaluation)
-                cells.append(Cell(name, "evaluate", dataset, job, needs, evaluation))
+    for dataset, data_config in study.datasets.items():
+        for fold in fold_numbers(data_config):
+            for job in encoder_jobs(study, dataset):
+                needs: tuple[str, ...] = ()
+                if job.pretrain is not None:
+                    pretraining = pretrain_name(dataset, job.encoder_id, fold)
+                    cells.append(Cell(pretraining, "pretrain", dataset, job, fold=fold))
+                    needs = (pretraining,)
+                for evaluation in runner.all_cells(job):
+                    name = evaluation_name(dataset, job.encoder_id, *evaluation, fold)
+                    cells.append(Cell(name, "evaluate", dataset, job, needs, evaluation, fold))
     return cells
 
 
@@ -73,10 +74,10 @@ def done_cells(cells: list[Cell], out: str | Path) -> set[str]:
     finished = finished_cells(out / "results.csv")
     done = set()
     for cell in cells:
-        if cell.kind == "pretrain":
-            finished_cell = (out / cell.dataset / "pretrain" / cell.job.encoder_id / ENCODER_META).exists()
+        if cell.kind == "pretrain":  # its name is its run folder: <dataset>[/fold<k>]/pretrain/<encoder>
+            finished_cell = (out / cell.name / ENCODER_META).exists()
         else:
-            finished_cell = (cell.dataset, cell.job.encoder_id, *cell.evaluation, None) in finished  # type: ignore[misc]
+            finished_cell = (cell.dataset, cell.job.encoder_id, *cell.evaluation, cell.fold) in finished  # type: ignore[misc]
         if finished_cell:
             done.add(cell.name)
     return done

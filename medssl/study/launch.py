@@ -2,7 +2,7 @@
 GPU or per group of CPU cores) or ``slurm`` (one job per cell, job arrays where they fit).
 
 The unit of work is a *task*: one encoder's pre-training, or all pending evaluation cells of one encoder on
-one dataset (they share the loaded data and encoder). A task waits for the tasks its cells need. Every task
+one dataset, in one fold under cross-validation (they share the loaded data and encoder). A task waits for the tasks its cells need. Every task
 writes what it finishes at once (encoder.json, results.csv rows under their lock), so a rerun or a
 resubmission skips it, and a killed task resumes from its last checkpoint. Each task's output goes to
 ``RUN_DIR/_logs/<job id>_0_log.{out,err}`` (submitit's names), which ``medssl status`` shows for a failure.
@@ -24,13 +24,14 @@ from submitit.slurm.slurm import _make_sbatch_string
 from threadpoolctl import threadpool_limits
 
 from medssl.common.lightning import quiet_lightning_logs
-from medssl.data.dataset import prepare_data
+from medssl.data.dataset import prepare_data, prepare_folds
 from medssl.errors import Interrupted, MedsslError
 from medssl.rundir.settings import data_settings
 from medssl.study.cells import done_cells, study_cells
 from medssl.study.config import SlurmSettings, StudyConfig
 from medssl.study.grid import EncoderJob, StudyRunner, _write_config
 from medssl.study.preflight import preflight
+from medssl.study.state import cell_folder
 from medssl.train.api import world_size
 
 LOG_DIR = "_logs"
@@ -42,14 +43,15 @@ POLL_S = 0.5
 
 @dataclass(frozen=True)
 class Task:
-    """One job: ``kind`` pretrain (one encoder) or evaluate (its pending cells); ``needs`` names the
-    pre-training cells that must be done first."""
+    """One job: ``kind`` pretrain (one encoder) or evaluate (its pending cells), in cross-validation
+    ``fold`` (None for a single split); ``needs`` names the pre-training cells that must be done first."""
 
     name: str
     kind: str
     dataset: str
     job: EncoderJob
     needs: tuple[str, ...] = ()
+    fold: int | None = None
 
 
 def pending_tasks(study: StudyConfig, out: str | Path) -> list[Task]:
@@ -61,11 +63,11 @@ def pending_tasks(study: StudyConfig, out: str | Path) -> list[Task]:
         if cell.name in done:
             continue
         if cell.kind == "pretrain":
-            tasks[cell.name] = Task(cell.name, "pretrain", cell.dataset, cell.job)
+            tasks[cell.name] = Task(cell.name, "pretrain", cell.dataset, cell.job, fold=cell.fold)
             continue
-        name = f"{cell.dataset}/{cell.job.encoder_id}/evaluate"
+        name = f"{cell_folder(cell.dataset, cell.fold)}/{cell.job.encoder_id}/evaluate"
         needs = tuple(need for need in cell.needs if need not in done)
-        tasks.setdefault(name, Task(name, "evaluate", cell.dataset, cell.job, needs))
+        tasks.setdefault(name, Task(name, "evaluate", cell.dataset, cell.job, needs, cell.fold))
     return sorted(tasks.values(), key=lambda task: task.kind != "pretrain")
 
 
@@ -86,7 +88,7 @@ class TaskRunner(Checkpointable):
         runner.log = _log_path()
         data_config = study.datasets[task.dataset].model_copy(update={"name": task.dataset})
         with threadpool_limits(threads), quiet_lightning_logs():
-            data = prepare_data(data_config, run_dir=runner.out / task.dataset)
+            data = prepare_data(data_config, run_dir=runner.out / task.dataset, fold=task.fold)
             encoder = runner.encoder(task.job, data, lambda _: None)
             if task.kind == "evaluate":
                 keyed = data_settings(data_config.model_dump(mode="json"))
@@ -96,13 +98,16 @@ class TaskRunner(Checkpointable):
 
 def prepare_run(study: StudyConfig, out: str | Path, command: str | None) -> StudyRunner:
     """What the sequential run does before its first cell: the checks, config.yaml, each dataset decoded into
-    its cache and split once (so workers only read them), and the augmentation previews."""
+    its cache and split once, every fold under cross-validation (so workers only read them: the same
+    split.csv as the sequential run), and the augmentation previews."""
     runner = StudyRunner(study, out, command, show_progress=False)
     runner.check()
     preflight(study, runner.out)
     _write_config(study, runner.out, command)
     for name, data_config in study.datasets.items():
-        runner.preview(prepare_data(data_config.model_copy(update={"name": name}), run_dir=runner.out / name))
+        runner.preview(
+            prepare_folds(data_config.model_copy(update={"name": name}), run_dir=runner.out / name)[0]
+        )
     return runner
 
 
@@ -261,7 +266,6 @@ def launch_study(
 ) -> dict:
     """Run ``study`` with its launcher (``local`` or ``slurm``). ``local`` returns when every task is done and
     the report written; ``slurm`` returns the submitted jobs (task name → job) at once."""
-    study_cells(study)  # refuses what the launchers do not cover yet, before anything is written
     runner = prepare_run(study, out, command)
     tasks = pending_tasks(study, runner.out)
     if study.launcher == "slurm":

@@ -18,18 +18,19 @@ from medssl.rundir.atomic import write_text
 STATE_DIR = "_state"
 
 
-def _where(dataset: str, fold: int | None) -> str:
+def cell_folder(dataset: str, fold: int | None = None) -> str:
+    """Where a cell's name starts: ``<dataset>``, or ``<dataset>/fold<k>`` in fold k (as its run folders)."""
     return f"{dataset}/fold{fold}" if fold else dataset
 
 
 def pretrain_name(dataset: str, encoder_id: str, fold: int | None = None) -> str:
-    return f"{_where(dataset, fold)}/pretrain/{encoder_id}"
+    return f"{cell_folder(dataset, fold)}/pretrain/{encoder_id}"
 
 
 def evaluation_name(
     dataset: str, encoder_id: str, protocol: str, fraction: float, seed: int, fold: int | None = None
 ) -> str:
-    return f"{_where(dataset, fold)}/{encoder_id}/{protocol}/f{fraction:g}/s{seed}"
+    return f"{cell_folder(dataset, fold)}/{encoder_id}/{protocol}/f{fraction:g}/s{seed}"
 
 
 def state_path(out: str | Path, name: str) -> Path:

@@ -22,17 +22,23 @@ SSL_KNN = "tiny/simclr-resnet18-random/knn/f1/s0"
 BASELINE_KNN = "tiny/random-resnet18/knn/f1/s0"
 
 
-def small_study(tmp_path: Path, cache: Path) -> Path:
-    """One SSL encoder and one baseline, kNN only: three cells, the SSL one's evaluation needing its encoder."""
+def small_study(tmp_path: Path, cache: Path, folds: int | None = None) -> Path:
+    """One SSL encoder and one baseline, kNN only: three cells, the SSL one's evaluation needing its encoder
+    (three per fold with ``folds``)."""
+    data = {
+        "path": "synthetic",
+        "image_size": 32,
+        "cache_dir": str(cache),
+        "synthetic": {"n_images": 96, "size": 32},
+    }
     study = {
-        "datasets": {"tiny": {"path": "synthetic", "image_size": 32, "cache_dir": str(cache),
-                              "synthetic": {"n_images": 96, "size": 32}}},
+        "datasets": {"tiny": {**data, **({"folds": folds} if folds else {})}},
         "methods": ["simclr"],
         "pretrain": {"epochs": 1, "batch_size": 32, "knn_k": 10, "max_steps_per_epoch": 2, "knn_every": 5},
         "baselines": ["random:resnet18"],
         "evaluation": {"protocols": ["knn"], "k": 10, "n_bootstrap": 100},
     }  # fmt: skip
-    path = tmp_path / "small.yaml"
+    path = tmp_path / ("small_cv.yaml" if folds else "small.yaml")
     path.write_text(yaml.safe_dump(study))
     return path
 
@@ -105,14 +111,29 @@ def test_status_of_a_folder_without_a_run_is_one_clear_error(tmp_path: Path) -> 
     assert result.exit_code != 0 and "no config.yaml" in str(result.exception)
 
 
-def test_launchers_refuse_cross_validation_before_writing_anything(tmp_path: Path) -> None:
-    from medssl.errors import ConfigError
-    from medssl.study.config import StudyConfig
-    from medssl.study.launch import launch_study
+def test_each_fold_has_its_cells_and_its_probes_need_that_folds_encoder(tmp_path: Path) -> None:
+    study = load_study(small_study(tmp_path, tmp_path / "cache", folds=2), ["pretrain_fractions=[1.0, 0.5]"])
+    cells = {cell.name: cell for cell in study_cells(study)}
+    ssl = ("simclr-resnet18-random-p1", "simclr-resnet18-random-p0.5")  # one SSL cell per pre-training pool
+    expected = {}
+    for fold in (1, 2):
+        for encoder in ssl:
+            expected[f"tiny/fold{fold}/pretrain/{encoder}"] = ()
+            expected[f"tiny/fold{fold}/{encoder}/knn/f1/s0"] = (f"tiny/fold{fold}/pretrain/{encoder}",)
+        expected[f"tiny/fold{fold}/random-resnet18/knn/f1/s0"] = ()  # a baseline per fold, needing nothing
+    assert {name: cell.needs for name, cell in cells.items()} == expected
+    assert {cell.fold for cell in cells.values()} == {1, 2}
 
-    study = StudyConfig.model_validate(
-        {"datasets": {"cv": {"path": "synthetic", "folds": 3}}, "methods": ["simclr"], "launcher": "local"}
-    )
-    with pytest.raises(ConfigError, match=r"cv use cross-validation folds.*launcher: sequential"):
-        launch_study(study, tmp_path / "run")
-    assert not (tmp_path / "run").exists()
+
+def test_dry_run_of_a_cv_study_lists_the_fold_cells(tmp_path: Path, pixel_cache: Path) -> None:
+    config, out = small_study(tmp_path, pixel_cache, folds=2), tmp_path / "run"
+    listing = cli("benchmark", str(config), "--out", str(out), "--dry-run")
+    for fold in (1, 2):
+        ssl = f"tiny/fold{fold}/simclr-resnet18-random"
+        assert f"pending  tiny/fold{fold}/pretrain/simclr-resnet18-random\n" in listing
+        assert f"pending  {ssl}/knn/f1/s0  (needs tiny/fold{fold}/pretrain/simclr-resnet18-random)" in listing
+        assert f"pending  tiny/fold{fold}/random-resnet18/knn/f1/s0\n" in listing
+    assert "6 cells: 0 done, 0 running, 0 failed, 6 pending" in listing
+    plan = cli("benchmark", str(config), "--out", str(out), "--dry-run", "--launcher", "slurm")
+    assert "SLURM: an array of 4 jobs, then 2 jobs each after" in plan  # per fold: pre-training, baseline
+    assert not out.exists()

@@ -16,7 +16,9 @@ import pytest
 import submitit
 import torch
 
+from medssl.study import grid as grid_module
 from medssl.study import load_study, run_study
+from medssl.study.cells import cell_statuses
 from medssl.study.config import SlurmSettings
 from medssl.study.launch import (
     LOG_DIR,
@@ -27,12 +29,12 @@ from medssl.study.launch import (
     sbatch_script,
     submit_tasks,
 )
-from medssl.study.state import state_path
+from medssl.study.state import pretrain_name, state_path
 from medssl.train.api import LAST
 
 from .test_cells import PRETRAIN, small_study
 
-KEY = ("dataset", "encoder", "protocol", "label_fraction", "seed")
+KEY = ("dataset", "encoder", "protocol", "label_fraction", "seed", "fold")
 FIGURES = ("accuracy", "auroc", "n_train", "n_test")
 SERIAL = [
     "threads_per_worker=1",
@@ -46,17 +48,42 @@ def table(run: Path) -> Counter:
         return Counter(tuple(row[k] for k in (*KEY, *FIGURES)) for row in csv.DictReader(handle))
 
 
-@pytest.fixture(scope="module")
-def sequential(tmp_path_factory: pytest.TempPathFactory, pixel_cache: Path) -> tuple[Path, Counter]:
+def _run_sequentially(config: Path, out: Path) -> list[str]:
+    """Run the study of ``config`` into ``out`` in this process; returns the cell names the grid marked."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread, as each worker below: the same floats
-    folder = tmp_path_factory.mktemp("sequential")
-    config = small_study(folder, pixel_cache)
+    marked, mark = [], grid_module.cell_state
+
+    def marking(out: Path, name: str, log: str | None = None):
+        marked.append(name)
+        return mark(out, name, log)
+
     try:
-        run_study(load_study(config), folder / "run", show_progress=False)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(grid_module, "cell_state", marking)
+            run_study(load_study(config), out, show_progress=False)
     finally:
         torch.set_num_threads(threads)
+    return marked
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory: pytest.TempPathFactory, pixel_cache: Path) -> tuple[Path, Counter]:
+    folder = tmp_path_factory.mktemp("sequential")
+    config = small_study(folder, pixel_cache)
+    _run_sequentially(config, folder / "run")
     return config, table(folder / "run")
+
+
+@pytest.fixture(scope="module")
+def cv_sequential(
+    tmp_path_factory: pytest.TempPathFactory, pixel_cache: Path
+) -> tuple[Path, Path, list[str]]:
+    """The small study with 2 cross-validation folds, run sequentially: its config, run and marked cells."""
+    folder = tmp_path_factory.mktemp("cv_sequential")
+    config = small_study(folder, pixel_cache, folds=2)
+    marked = _run_sequentially(config, folder / "run")
+    return config, folder / "run", marked
 
 
 def test_two_local_workers_give_the_sequential_results_each_cell_once(tmp_path: Path, sequential) -> None:
@@ -86,6 +113,47 @@ def test_the_slurm_path_through_submitits_local_executor(tmp_path: Path, sequent
     assert table(out) == reference
 
 
+def test_two_local_workers_on_a_cv_study_give_the_sequential_results(tmp_path: Path, cv_sequential) -> None:
+    config, sequential_run, marked = cv_sequential
+    study, out = load_study(config, ["launcher=local", "workers=2", *SERIAL]), tmp_path / "run"
+    launch_study(study, out, show_progress=False)
+    reference = table(sequential_run)
+    assert table(out) == reference and max(reference.values()) == 1
+    assert {row[KEY.index("fold")] for row in reference} == {"1", "2"} and len(reference) == 4
+    assert len(list((out / LOG_DIR).glob("*_log.err"))) == 6  # per fold: pre-training, 2 evaluations
+    split = Path("tiny", "split.csv")  # the folds the report reads: the sequential run's, byte for byte
+    assert (out / split).read_bytes() == (sequential_run / split).read_bytes()
+    for fold in (1, 2):
+        assert (
+            out / "tiny" / f"fold{fold}" / "pretrain" / "simclr-resnet18-random" / "encoder.json"
+        ).exists()
+    assert "Fold 2" in (out / "report.md").read_text()  # the report's per-fold table
+    statuses = cell_statuses(study, out)
+    assert {s.cell.name for s in statuses} == set(marked) and len(marked) == 6  # the names both runs use
+    assert {s.state for s in statuses} == {"done"} and pending_tasks(study, out) == []
+
+
+def test_the_slurm_path_with_folds_waits_for_each_folds_encoder(tmp_path: Path, cv_sequential) -> None:
+    config, sequential_run, _ = cv_sequential
+    study = load_study(config, ["launcher=slurm", *SERIAL])
+    out = prepare_run(study, tmp_path / "run", "medssl benchmark").out
+    tasks = pending_tasks(study, out)
+    ssl = [f"tiny/fold{fold}/pretrain/simclr-resnet18-random" for fold in (1, 2)]
+    assert [(t.name, t.needs, t.fold) for t in tasks] == [
+        (ssl[0], (), 1),
+        (ssl[1], (), 2),
+        ("tiny/fold1/simclr-resnet18-random/evaluate", (ssl[0],), 1),
+        ("tiny/fold1/random-resnet18/evaluate", (), 1),
+        ("tiny/fold2/simclr-resnet18-random/evaluate", (ssl[1],), 2),
+        ("tiny/fold2/random-resnet18/evaluate", (), 2),
+    ]
+    executor = submitit.LocalExecutor(folder=out / LOG_DIR)
+    executor.update_parameters(timeout_min=30)
+    jobs = submit_tasks(study, out, tasks, executor)
+    assert sorted(job.result() for job in jobs.values()) == sorted(t.name for t in tasks)
+    assert table(out) == table(sequential_run)
+
+
 def test_the_sbatch_script_holds_the_configured_resources(tmp_path: Path) -> None:
     settings = SlurmSettings(partition="gpu-a100", time_min=90, gpus_per_cell=2, cpus_per_cell=6, mem_gb=40,
                              array_parallelism=5, setup=["module load cuda"])  # fmt: skip
@@ -112,29 +180,37 @@ def _history_epochs(run: Path) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
+@pytest.mark.parametrize("folds", [None, 2], ids=["one-split", "two-folds"])
 def test_a_sigkilled_worker_loses_nothing_and_its_cell_resumes_on_the_rerun(
-    tmp_path: Path, pixel_cache: Path
+    tmp_path: Path, pixel_cache: Path, folds: int | None
 ) -> None:
-    config = small_study(tmp_path, pixel_cache)
-    out, run = tmp_path / "run", tmp_path / "run" / "tiny" / "pretrain" / "simclr-resnet18-random"
+    config, out = small_study(tmp_path, pixel_cache, folds), tmp_path / "run"
+    killed = pretrain_name("tiny", "simclr-resnet18-random", 1 if folds else None)  # fold 1's under CV
     command = [sys.executable, "-m", "medssl.cli", "benchmark", str(config), "--out", str(out), "--launcher",
                "local", "--workers", "2", "--set", "pretrain.epochs=3", *(f"--set={s}" for s in SERIAL)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     parent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not (run / "checkpoints" / LAST).exists():
+    while time.time() < deadline and not (out / killed / "checkpoints" / LAST).exists():
         time.sleep(0.05)
-    worker = json.loads(state_path(out, PRETRAIN).read_text())["pid"]
+    worker = json.loads(state_path(out, killed).read_text())["pid"]
     os.kill(worker, signal.SIGKILL)  # the worker process that is pre-training, not the launcher
-    _, stderr = parent.communicate(timeout=300)
+    _, stderr = parent.communicate(timeout=400)
     assert parent.returncode == 2, stderr
-    assert "2 of 3 tasks failed" in stderr and "not started" in stderr, stderr
+    tasks = 3 * (folds or 1)  # per fold: pre-training, its evaluation, the baseline's
+    assert f"2 of {tasks} tasks failed" in stderr and "not started" in stderr, stderr
     status = subprocess.run([sys.executable, "-m", "medssl.cli", "status", str(out)], env=env,
                             capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert f"failed   {PRETRAIN}  process {worker} died" in status and "_log.err" in status
-    before = _history_epochs(run)
+    assert f"failed   {killed}  process {worker} died" in status and "_log.err" in status
+    before = _history_epochs(out / killed)
     assert len(before) < 3
-    subprocess.run(command, env=env, check=True, capture_output=True, timeout=400)
-    assert _history_epochs(run) == [0, 1, 2]  # the epochs before the kill were not trained again
-    counts = Counter(row[:2] for row in table(out).elements())
-    assert counts == {("tiny", "simclr-resnet18-random"): 1, ("tiny", "random-resnet18"): 1}  # each cell once
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=500)
+    for fold in range(1, folds + 1) if folds else [None]:  # the epochs before the kill were not trained again
+        assert _history_epochs(out / pretrain_name("tiny", "simclr-resnet18-random", fold)) == [0, 1, 2]
+    counts = Counter((row[0], row[1], row[KEY.index("fold")]) for row in table(out).elements())
+    expected = [str(fold) for fold in range(1, folds + 1)] if folds else [""]
+    assert counts == {
+        ("tiny", encoder, fold): 1
+        for encoder in ("simclr-resnet18-random", "random-resnet18")
+        for fold in expected
+    }  # each cell once
