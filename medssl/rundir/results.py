@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medssl.evaluate.metrics import METRICS
+from medssl.common.metric_names import METRICS
 from medssl.rundir.atomic import atomic_write
 from medssl.rundir.lock import locked
 
