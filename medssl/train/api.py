@@ -23,6 +23,7 @@ from medssl.errors import ConfigError, DataError, Interrupted
 from medssl.methods import method_class
 from medssl.models.encoder import ENCODER_META, build_encoder, save_encoder
 from medssl.rundir.atomic import remove_stale_temps, write_text
+from medssl.rundir.encoder_meta import recorded_settings
 from medssl.rundir.paths import check_apart, check_out
 from medssl.rundir.settings import (
     SETTINGS,
@@ -205,14 +206,9 @@ def _check_out(out: Path, resume: bool) -> Path | None:
 def _recorded_settings(out: Path) -> dict | None:
     """The keyed settings of the run in ``out``: from ``encoder.json``, ``settings.json`` or, for a run
     written before settings were recorded, its ``config.yaml``."""
-    meta = out / ENCODER_META
-    if meta.is_file():
-        try:
-            recorded = json.loads(meta.read_text()).get("settings")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
-        if isinstance(recorded, dict):
-            return recorded
+    recorded = recorded_settings(out)
+    if recorded is not None:
+        return recorded
     registry = read_registry(out)
     if registry:
         return list(registry.values())[-1]
