@@ -33,9 +33,9 @@ from threadpoolctl import threadpool_limits
 
 from medssl.data import DataConfig, prepare_data
 from medssl.models import build_encoder
+from medssl.rundir.history import HISTORY_COLUMNS
 from medssl.rundir.results import RESULT_COLUMNS
 from medssl.rundir.retrieval import RETRIEVAL, retrieval_sample, save_retrieval
-from medssl.train.monitors import HISTORY_COLUMNS
 
 WEIRD_CLASS = '<b>&"x"'
 DOLLAR_CLASS = "cost $5 <i>"
