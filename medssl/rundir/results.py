@@ -150,8 +150,8 @@ def read_results(path: str | Path) -> list[Result]:
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else repr(round(value, 6))
+    if isinstance(value, float):  # numpy's float64 too: written as a plain number, never ``np.float64(...)``
+        return "nan" if math.isnan(value) else repr(round(float(value), 6))
     return value
 
 
