@@ -46,10 +46,11 @@ from common import (
 from pytorch_lightning.callbacks import EarlyStopping
 
 from medssl.data.dataset import PreparedData
+from medssl.rundir.history import read_history
 from medssl.train.api import _precision, pretrain
 from medssl.train.config import PretrainConfig
 from medssl.train.module import PretrainModule
-from medssl.train.monitors import EpochHistory, ValidationKNN, read_history
+from medssl.train.monitors import EpochHistory, ValidationKNN
 
 DEFAULT_TARGETS = [0.86, 0.88, 0.9]
 RECIPES = ("paper", "default")

@@ -16,24 +16,16 @@ from medssl.data.cache import Pixels, load_pixels
 from medssl.data.groups import apply_group_pattern, compile_group_pattern, rename_kind
 from medssl.data.sources import load_table
 from medssl.data.sources.synthetic import load_synthetic
-from medssl.data.splits import (
-    Split,
-    cross_validation,
-    make_split,
-    read_manifest,
-    resolve_policy,
-    save_split,
-    straddling,
-)
+from medssl.data.splits import cross_validation, make_split, resolve_policy, straddling
 from medssl.data.types import ImageTable
 from medssl.errors import ConfigError, DataError
+from medssl.rundir.split import SPLIT, Split, read_manifest, save_split
 
 SKIPPED_LIST = "skipped_images.txt"
 """Written in the run folder when ``skip_bad_images`` dropped files: one ``path: reason`` line per file."""
 
 Layout = Literal["auto", "chest_xray", "breakhis400x", "kather2016", "folder", "medmnist", "csv", "synthetic"]
 GroupKind = Literal["patient", "slide", "study", "site", "group"]
-SPLIT_FILE = "split.csv"
 
 
 class SyntheticConfig(StrictModel):
@@ -193,7 +185,7 @@ def _new_splits(config: DataConfig, table: ImageTable, policy: str) -> list[Spli
 def _splits(config: DataConfig, table: ImageTable, run_dir: Path | None) -> tuple[list[Split], str]:
     """The config's split(s), read from ``run_dir/split.csv`` when it exists (else made and saved there)."""
     policy = resolve_policy(table, config.split)
-    manifest = run_dir / SPLIT_FILE if run_dir else None
+    manifest = run_dir / SPLIT if run_dir else None
     if manifest is None or not manifest.exists():
         splits = _new_splits(config, table, policy)
         if manifest is not None:

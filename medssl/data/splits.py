@@ -1,4 +1,5 @@
-"""Seeded, stratified train/val/test splits and grouped K-fold cross-validation, saved as ``split.csv``.
+"""Seeded, stratified train/val/test splits and grouped K-fold cross-validation (saved as ``split.csv``:
+``medssl.rundir.split``).
 
 Policies (``DataConfig.split``):
 
@@ -18,19 +19,15 @@ Cross-validation (``DataConfig.folds: K``) pools every image; each fold's test p
 
 from __future__ import annotations
 
-import csv
 import warnings
-from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from medssl.data.groups import examples, group_ids, plural
-from medssl.data.types import SPLITS, ImageTable
+from medssl.data.types import ImageTable
 from medssl.errors import DataError
-
-Split = dict[str, np.ndarray]
-"""Indices (into the table's records) of each of ``train``, ``val`` and ``test``."""
+from medssl.rundir.split import Split
 
 POLICIES = ("auto", "grouped", "random")
 MIN_OFFICIAL_VAL_FRACTION = 0.05
@@ -274,60 +271,3 @@ def groups_overlap(table: ImageTable, split: Split) -> set[str]:
             if group:
                 seen.setdefault(group, set()).add(part)
     return {g for g, parts in seen.items() if len(parts) > 1}
-
-
-def save_split(
-    path: Path, table: ImageTable, splits: Split | list[Split], policy: str = "", folds: bool = False
-) -> None:
-    """Write one split, or the K splits of cross-validation (``folds=True``), as the ``split.csv`` manifest.
-
-    Columns ``ref,label,class,<group kind>,split,policy,fold``: the group column is named by what the groups
-    are (``patient``, ``slide``..., so chest X-ray manifests keep their ``patient`` column); ``fold`` is
-    1..K under cross-validation, where every image has one row per fold, and empty otherwise.
-    """
-    parts = splits if isinstance(splits, list) else [splits]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["ref", "label", "class", table.group_kind, "split", "policy", "fold"])
-        for k, split in enumerate(parts, start=1):
-            part_of = {int(i): part for part, indices in split.items() for i in indices}
-            fold = str(k) if folds else ""
-            for i, record in enumerate(table.records):
-                if i in part_of:
-                    name = table.classes[record.label]
-                    row = [record.ref, record.label, name, record.group or "", part_of[i], policy, fold]
-                    writer.writerow(row)
-    tmp.replace(path)
-
-
-def read_manifest(path: Path, table: ImageTable) -> tuple[list[Split], str, bool]:
-    """A ``save_split`` manifest as (splits, policy, folds): K splits with a fold column, else one.
-
-    Manifests written before policies existed (``ref,label,class,patient,split``) read as one split with an
-    empty policy.
-    """
-    index_of = {record.ref: i for i, record in enumerate(table.records)}
-    parts: dict[str, dict[str, list[int]]] = {}
-    policies: set[str] = set()
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["ref"] not in index_of:
-                raise DataError(
-                    f"{path}: image '{row['ref']}' is not in the dataset; delete the manifest to re-split"
-                )
-            fold = row.get("fold") or ""
-            parts.setdefault(fold, {name: [] for name in SPLITS})[row["split"]].append(index_of[row["ref"]])
-            policies.add(row.get("policy") or "")
-    names = sorted(parts, key=lambda fold: int(fold) if fold else 0)
-    splits = [{n: np.array(sorted(ids), dtype=np.int64) for n, ids in parts[f].items()} for f in names]
-    return splits or [{n: np.zeros(0, np.int64) for n in SPLITS}], min(policies, default=""), names != [""]
-
-
-def load_split(path: Path, table: ImageTable) -> Split:
-    """Read a single-split manifest written by ``save_split`` back as indices into ``table``."""
-    splits, _, folds = read_manifest(path, table)
-    if folds:
-        raise DataError(f"{path}: holds {len(splits)} cross-validation folds; read it with read_manifest")
-    return splits[0]

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-SPLITS = ("train", "val", "test")
+from medssl.rundir.split import PARTS
+
+SPLITS = PARTS
 
 
 @dataclass(frozen=True)

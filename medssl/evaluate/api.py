@@ -36,6 +36,7 @@ from medssl.evaluate.metrics import (
 from medssl.evaluate.probe import linear_probe
 from medssl.models.encoder import Encoder, encoder_from_spec
 from medssl.rundir.atomic import write_text
+from medssl.rundir.features import FEATURES
 from medssl.rundir.lock import locked
 from medssl.rundir.predictions import load_predictions, predictions_name, save_predictions
 from medssl.rundir.results import (
@@ -470,7 +471,7 @@ def evaluate_encoder(
     eval_dir = dataset_dir(out_dir, data) / "eval" / name
     features = None
     if any(cell.protocol in FROZEN_PROTOCOLS for cell in plan):
-        features = encoder_features(encoder, data, eval_dir / "features.npz", device=device)
+        features = encoder_features(encoder, data, eval_dir / FEATURES, device=device)
         _write_retrieval(features, data, eval_dir / RETRIEVAL)
     rows: list[dict[str, Any]] = []
     for cell in plan:

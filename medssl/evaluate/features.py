@@ -1,11 +1,10 @@
-"""Frozen-encoder features of a prepared dataset, cached in ``features.npz`` next to the evaluation results."""
+"""Frozen-encoder features of a prepared dataset, cached in ``features.npz`` next to the evaluation results
+(the format: ``medssl.rundir.features``, whose ``Features`` is importable from here too)."""
 
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +13,10 @@ import torch
 from medssl.common.images import unit_float
 from medssl.data.dataset import PreparedData
 from medssl.models.encoder import Encoder
-from medssl.rundir.atomic import atomic_write
+from medssl.rundir.features import Features, read_features
+from medssl.rundir.split import PARTS
 
 FEATURES_VERSION = "features-v1"
-PARTS = ("train", "val", "test")
 
 
 def extract_features(
@@ -45,42 +44,6 @@ def extract_features(
     finally:
         encoder.to(original_device).train(was_training)
     return out
-
-
-@dataclass
-class Features:
-    """Features, labels and dataset indices of the train, val and test parts."""
-
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-    train_labels: np.ndarray
-    val_labels: np.ndarray
-    test_labels: np.ndarray
-    train_index: np.ndarray
-    val_index: np.ndarray
-    test_index: np.ndarray
-    key: str = ""
-    """What the features were computed from (encoder weights, data and split); empty if unknown."""
-
-    def part(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(features, labels, dataset indices) of ``train``, ``val`` or ``test``."""
-        return getattr(self, name), getattr(self, f"{name}_labels"), getattr(self, f"{name}_index")
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        names = [f"{p}{suffix}" for p in PARTS for suffix in ("", "_labels", "_index")]
-        return {name: getattr(self, name) for name in names}
-
-    def save(self, path: Path) -> None:
-        """Write atomically as an npz with the keys of the run-directory format plus ``key``."""
-        atomic_write(path, lambda tmp: np.savez(tmp, key=np.array(self.key), **self.arrays()))
-
-    @classmethod
-    def load(cls, path: Path) -> Features:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files if name != "key"}
-            key = str(data["key"]) if "key" in data.files else ""
-        return cls(**arrays, key=key)
 
 
 def encoder_digest(encoder: Encoder) -> str:
@@ -119,13 +82,8 @@ def _features_at(
 
 
 def _cached(path: Path | None, key: str) -> Features | None:
-    if path is None or not path.is_file():
-        return None
-    try:
-        features = Features.load(path)
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
-        return None
-    return features if features.key == key else None
+    features = None if path is None else read_features(Path(path))
+    return features if features is not None and features.key == key else None
 
 
 def encoder_features(

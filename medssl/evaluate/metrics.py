@@ -15,15 +15,8 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-METRICS = (
-    "accuracy",
-    "balanced_accuracy",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "auroc",
-)
+from medssl.common.metric_names import METRICS
+
 COLLAPSE_SHARE = 0.95
 _CHUNK_ELEMENTS = 1 << 23
 """Resamples are processed in chunks of at most this many (resample, image) weights (~64 MB of float64)."""

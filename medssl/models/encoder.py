@@ -1,8 +1,8 @@
-"""``Encoder``: a backbone bundled with its input conventions, saved and loaded as a pair of files."""
+"""``Encoder``: a backbone bundled with its input conventions, saved and loaded as a pair of files
+(``encoder.pt``, and ``encoder.json`` whose format ``medssl.rundir.encoder_meta`` owns)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,10 +12,8 @@ from torch import nn
 
 from medssl.errors import MedsslError
 from medssl.models.backbones import Init, backbone_spec, build_backbone
-from medssl.rundir.atomic import atomic_write, write_text
-
-ENCODER_WEIGHTS = "encoder.pt"
-ENCODER_META = "encoder.json"
+from medssl.rundir.atomic import atomic_write
+from medssl.rundir.encoder_meta import ENCODER_META, ENCODER_WEIGHTS, read_encoder_meta, write_encoder_meta
 
 
 class Encoder(nn.Module):
@@ -59,9 +57,9 @@ def save_encoder(encoder: Encoder, directory: str | Path, **meta: Any) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     info = {**encoder.meta, **meta}
-    weights, meta_path = directory / ENCODER_WEIGHTS, directory / ENCODER_META
+    weights = directory / ENCODER_WEIGHTS
     atomic_write(weights, lambda p: torch.save(encoder.backbone.state_dict(), p), _write_failed(weights))
-    write_text(meta_path, json.dumps(info, indent=2, default=str), _write_failed(meta_path))
+    write_encoder_meta(directory, info, _write_failed(directory / ENCODER_META))
     return directory
 
 
@@ -81,18 +79,7 @@ def safe_torch_load(path: str | Path) -> Any:
 def load_encoder(directory: str | Path) -> Encoder:
     """The ``Encoder`` saved in a pre-training run directory, in eval mode, ready for feature extraction."""
     directory = Path(directory)
-    meta_path = directory / ENCODER_META
-    if not meta_path.is_file():
-        raise MedsslError(f"{directory}: no {ENCODER_META}; pass a pre-training output directory")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except ValueError:
-        meta = None
-    if not isinstance(meta, dict) or not isinstance(meta.get("backbone"), str):
-        raise MedsslError(
-            f"{meta_path}: not a complete encoder description (invalid JSON or no 'backbone'); restore the "
-            "file written by `medssl pretrain` or pre-train again"
-        )
+    meta = read_encoder_meta(directory)
     encoder = Encoder(build_backbone(meta["backbone"], "random"), meta["backbone"], meta)
     try:
         encoder.backbone.load_state_dict(safe_torch_load(directory / ENCODER_WEIGHTS))

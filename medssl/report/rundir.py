@@ -1,9 +1,8 @@
-"""Read a benchmark run directory (formats: medssl.rundir): config, results, features, predictions."""
+"""Read a benchmark run directory (every format through medssl.rundir): config, results, split, features,
+histories, predictions, retrieval images."""
 
 from __future__ import annotations
 
-import csv
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,15 @@ import numpy as np
 import yaml
 
 from medssl.errors import DataError
+from medssl.rundir.features import FEATURES, read_features
+from medssl.rundir.history import HISTORY, history_columns
 from medssl.rundir.predictions import load_predictions
-from medssl.rundir.results import RESULTS, Result, parse_float, parse_int, read_results
+from medssl.rundir.results import RESULTS, Result, parse_int, read_results
 from medssl.rundir.retrieval import RETRIEVAL, load_retrieval
 from medssl.rundir.settings import read_registry
+from medssl.rundir.split import SPLIT, read_split_rows
 
 CONFIG = "config.yaml"
-HISTORY_COLUMNS = ("loss", "knn_accuracy", "effective_rank")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -113,14 +114,11 @@ class RunDir:
         return self._splits[dataset]
 
     def _read_split(self, dataset: str) -> SplitSummary | None:
-        path = self.root / dataset / "split.csv"
+        path = self.root / dataset / SPLIT
         if not path.is_file():
             return None
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            rows = list(reader)
-            header = list(reader.fieldnames or [])
-        group_kind = header[3] if len(header) > 4 and header[3] not in ("split", "policy", "fold") else ""
+        manifest = read_split_rows(path)
+        rows, group_kind = manifest.rows, manifest.group_kind
         names: dict[int, str] = {}
         for row in rows:
             names.setdefault(parse_int(row.get("label")), row.get("class") or f"class {row.get('label')}")
@@ -163,8 +161,8 @@ class RunDir:
         return self.root / dataset / f"fold{fold}" if fold else self.root / dataset
 
     def features(self, dataset: str, encoder: str, fold: int | None = None) -> dict[str, np.ndarray] | None:
-        path = self.dataset_dir(dataset, fold) / "eval" / encoder / "features.npz"
-        return _load_npz(path)
+        features = read_features(self.dataset_dir(dataset, fold) / "eval" / encoder / FEATURES)
+        return None if features is None else features.arrays()
 
     def predictions(self, relative: str) -> dict[str, np.ndarray] | None:
         if not relative or not (self.root / relative).is_file():
@@ -177,12 +175,9 @@ class RunDir:
     def histories(self, dataset: str, fold: int | None = None) -> dict[str, dict[str, np.ndarray]]:
         """encoder id → column → values, from pretrain/*/history.csv (of ``fold`` under cross-validation)."""
         out = {}
-        for path in sorted((self.dataset_dir(dataset, fold) / "pretrain").glob("*/history.csv")):
-            with path.open(newline="") as handle:
-                rows = list(csv.DictReader(handle))
-            if rows:
-                columns = rows[0].keys()
-                out[path.parent.name] = {c: np.array([parse_float(r.get(c)) for r in rows]) for c in columns}
+        for path in sorted((self.dataset_dir(dataset, fold) / "pretrain").glob(f"*/{HISTORY}")):
+            if columns := history_columns(path):
+                out[path.parent.name] = columns
         return out
 
     def augment_preview(self, dataset: str) -> bytes | None:
@@ -195,13 +190,3 @@ class RunDir:
     def retrieval(self, dataset: str, encoder: str, fold: int | None = None) -> dict[str, np.ndarray] | None:
         """The retrieval images evaluation wrote beside the encoder's features (None when missing)."""
         return load_retrieval(self.dataset_dir(dataset, fold) / "eval" / encoder / RETRIEVAL)
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as handle:
-            return {key: handle[key] for key in handle.files}
-    except (OSError, ValueError, zipfile.BadZipFile):
-        return None

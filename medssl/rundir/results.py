@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medssl.evaluate.metrics import METRICS
+from medssl.common.metric_names import METRICS
 from medssl.rundir.atomic import atomic_write
 from medssl.rundir.lock import locked
 
@@ -150,8 +150,8 @@ def read_results(path: str | Path) -> list[Result]:
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else repr(round(value, 6))
+    if isinstance(value, float):  # numpy's float64 too: written as a plain number, never ``np.float64(...)``
+        return "nan" if math.isnan(value) else repr(round(float(value), 6))
     return value
 
 

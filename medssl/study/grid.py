@@ -11,7 +11,6 @@ only (``<out>/<dataset>/fold<k>/pretrain/<encoder>``), and its baselines and pro
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import platform
 import sys
@@ -36,6 +35,7 @@ from medssl.errors import Interrupted
 from medssl.evaluate.api import evaluate_encoder, evaluation_values
 from medssl.models.encoder import ENCODER_META, Encoder, encoder_from_spec, load_encoder
 from medssl.rundir.atomic import write_text
+from medssl.rundir.encoder_meta import recorded_settings
 from medssl.rundir.paths import check_apart, check_out
 from medssl.rundir.results import CellId, read_results
 from medssl.rundir.settings import (
@@ -223,11 +223,7 @@ class StudyRunner:
 
     def recorded_encoder(self, dataset: str, job: EncoderJob, fold: int | None = None) -> dict | None:
         """The settings in ``encoder.json`` of a finished SSL job (None when it is not finished)."""
-        try:
-            meta = json.loads((self.pretrain_dir(dataset, job, fold) / ENCODER_META).read_text())
-        except (OSError, ValueError):
-            return None
-        return meta.get("settings") if isinstance(meta, dict) else None
+        return recorded_settings(self.pretrain_dir(dataset, job, fold))
 
     def changed_settings(self) -> list[str]:
         """How the settings of this study differ from those of the results already in ``out``: from

@@ -23,6 +23,8 @@ from medssl.errors import ConfigError, DataError, Interrupted
 from medssl.methods import method_class
 from medssl.models.encoder import ENCODER_META, build_encoder, save_encoder
 from medssl.rundir.atomic import remove_stale_temps, write_text
+from medssl.rundir.encoder_meta import recorded_settings
+from medssl.rundir.history import HISTORY, read_history
 from medssl.rundir.paths import check_apart, check_out
 from medssl.rundir.settings import (
     SETTINGS,
@@ -38,7 +40,7 @@ from medssl.train.checkpoint import AtomicCheckpointIO
 from medssl.train.config import PretrainConfig, Recipe, plan_epochs, resolve_recipe
 from medssl.train.loader import IndexBatches, index_loader
 from medssl.train.module import PretrainModule
-from medssl.train.monitors import EpochHistory, FiniteLoss, ValidationKNN, read_history
+from medssl.train.monitors import EpochHistory, FiniteLoss, ValidationKNN
 
 LAST = "last.ckpt"
 
@@ -132,7 +134,7 @@ def monitor_callbacks(config: PretrainConfig, data: PreparedData, module: Pretra
     """The NaN guard, the validation kNN monitor and the ``history.csv`` writer, in the order they must run."""
     every = monitor_every(config)
     knn = ValidationKNN(data.labels, data.split, config.knn_k, every, config.knn_bank_size, module.epochs)
-    return [FiniteLoss(), knn, EpochHistory(out / "history.csv", module.recipe.batch_size, knn)]
+    return [FiniteLoss(), knn, EpochHistory(out / HISTORY, module.recipe.batch_size, knn)]
 
 
 def monitor_every(config: PretrainConfig) -> int:
@@ -213,14 +215,9 @@ def _check_out(out: Path, resume: bool) -> Path | None:
 def _recorded_settings(out: Path) -> dict | None:
     """The keyed settings of the run in ``out``: from ``encoder.json``, ``settings.json`` or, for a run
     written before settings were recorded, its ``config.yaml``."""
-    meta = out / ENCODER_META
-    if meta.is_file():
-        try:
-            recorded = json.loads(meta.read_text()).get("settings")
-        except (OSError, ValueError, AttributeError):
-            recorded = None
-        if isinstance(recorded, dict):
-            return recorded
+    recorded = recorded_settings(out)
+    if recorded is not None:
+        return recorded
     registry = read_registry(out)
     if registry:
         return list(registry.values())[-1]
@@ -330,7 +327,7 @@ def _export(
     settings: dict,
     budget: dict,
 ) -> None:
-    history = read_history(out / "history.csv")
+    history = read_history(out / HISTORY)
     final = next((row for row in reversed(history) if row.get("knn_accuracy")), {})
     save_encoder(
         module.method.encoder,

@@ -1,5 +1,5 @@
 """What pre-training watches, as Lightning callbacks: non-finite losses, the validation kNN monitor with the
-embedding's health (spread, effective rank, collapse), and ``history.csv``.
+embedding's health (spread, effective rank, collapse), and ``history.csv`` (``medssl.rundir.history``).
 
 Callbacks run their ``on_train_epoch_end`` before the checkpoint callbacks, so a NaN stops a run before that
 epoch's checkpoint is written, and the kNN score is logged in time for ``best.ckpt``.
@@ -7,7 +7,6 @@ epoch's checkpoint is written, and the kNN score is logged in time for ``best.ck
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from pathlib import Path
@@ -21,23 +20,12 @@ from sklearn.metrics import balanced_accuracy_score
 from medssl.common.images import unit_float
 from medssl.common.knn import knn_scores
 from medssl.errors import TrainingError
-from medssl.rundir.atomic import atomic_write
+from medssl.rundir.history import history_row, read_history, write_history
 
 FINITE_CHECK_EVERY = 50
 """On a GPU the loss is checked for NaN/inf on the host every this many steps and at each epoch's end (on the
 CPU, where reading it costs nothing, every step)."""
 
-HISTORY_COLUMNS = [
-    "epoch",
-    "loss",
-    "knn_accuracy",
-    "knn_balanced_accuracy",
-    "embedding_std",
-    "effective_rank",
-    "images_per_s",
-    "lr",
-    "wall_s",
-]
 COLLAPSE_STD = 0.05
 COLLAPSE_RANK = 2.0
 
@@ -63,38 +51,6 @@ def collapse_warning(epoch: int, std: float, rank: float) -> str | None:
             "try a lower learning rate, another method, or stronger augmentation"
         )
     return None
-
-
-def write_history(path: Path, rows: list[dict]) -> None:
-    """Rewrite ``history.csv`` atomically with ``rows``."""
-
-    def write(tmp: Path) -> None:
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    atomic_write(
-        path,
-        write,
-        on_error=lambda error: TrainingError(
-            f"{path}: could not write the training history ({error}); the last checkpoint is intact — free "
-            "disk space and rerun the same command with --resume"
-        ),
-    )
-
-
-def read_history(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _fmt(value: float | int | None) -> str | int:
-    if isinstance(value, int):
-        return value
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
 
 
 class FiniteLoss(pl.Callback):
@@ -228,4 +184,4 @@ class EpochHistory(pl.Callback):
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
             "wall_s": (float(rows[-1]["wall_s"]) if rows else 0.0) + seconds,
         }
-        write_history(self.path, [*rows, {key: _fmt(value) for key, value in row.items()}])
+        write_history(self.path, [*rows, history_row(row)])

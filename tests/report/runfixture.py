@@ -7,7 +7,6 @@ metric in results.csv is computed from their predictions. Only history.csv follo
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +32,15 @@ from threadpoolctl import threadpool_limits
 
 from medssl.data import DataConfig, prepare_data
 from medssl.models import build_encoder
-from medssl.rundir.results import RESULT_COLUMNS
+from medssl.rundir.features import FEATURES, Features
+from medssl.rundir.history import HISTORY, history_row, write_history
+from medssl.rundir.predictions import save_predictions
+from medssl.rundir.results import RESULTS, append_results
 from medssl.rundir.retrieval import RETRIEVAL, retrieval_sample, save_retrieval
-from medssl.train.monitors import HISTORY_COLUMNS
+from medssl.rundir.split import SPLIT, read_split_rows, write_split_rows
 
 WEIRD_CLASS = '<b>&"x"'
 DOLLAR_CLASS = "cost $5 <i>"
-COLUMNS = list(RESULT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,7 @@ def _evaluate(plan, root, encoder_id, features, labels, split, protocol, fractio
     prob[:, model.classes_] = model.predict_proba(features[test])
     y, predicted = labels[test], prob.argmax(1)
     relative = f"{plan.name}/eval/{encoder_id}/predictions/{protocol}-f{fraction:g}-s{seed}.npz"
-    (root / relative).parent.mkdir(parents=True, exist_ok=True)
-    np.savez(root / relative, y_true=y, y_prob=prob.astype(np.float32), test_index=test)
+    save_predictions(root / relative, y, prob, test)
     acc_low, acc_high, auc_low, auc_high = _bootstrap_ci(y, prob, seed)
     method, _, rest = encoder_id.partition("-")
     backbone = rest.split("-")[0] if method not in ("imagenet", "random") else rest
@@ -173,30 +173,28 @@ def _evaluate(plan, root, encoder_id, features, labels, split, protocol, fractio
 
 def _rename_classes(manifest: Path, renamed: dict[int, str]) -> None:
     """Give some classes awkward names, as a folder dataset could (the report reads names from split.csv)."""
-    with manifest.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
+    saved = read_split_rows(manifest)
+    for row in saved.rows:
         row["class"] = renamed.get(int(row["label"]), row["class"])
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_split_rows(manifest, saved.header, [list(row.values()) for row in saved.rows])
 
 
 def _history(path: Path, encoder_id: str) -> None:
     """A fixture history.csv following a simple deterministic formula (not a result)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     collapsed = encoder_id.startswith("simsiam")
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HISTORY_COLUMNS)
-        for epoch in range(1, 9):
-            decay = np.exp(-epoch / 3)
-            knn = 0.25 if collapsed else 0.3 + 0.5 * (1 - decay)
-            rank = 1.0 if collapsed else 4 + 20 * (1 - decay)
-            writer.writerow(
-                [epoch, 2 + 3 * decay, knn, 0.0 if collapsed else 0.2, rank, 500, 0.05, 1.5 * epoch]
-            )
+    rows = []
+    for epoch in range(1, 9):
+        decay = float(np.exp(-epoch / 3))
+        knn = 0.25 if collapsed else 0.3 + 0.5 * (1 - decay)
+        figures = {"loss": 2 + 3 * decay, "knn_accuracy": knn, "knn_balanced_accuracy": knn}
+        figures |= {
+            "embedding_std": 0.0 if collapsed else 0.2,
+            "effective_rank": 1.0 if collapsed else 4 + 20 * (1 - decay),
+        }
+        rows.append(
+            history_row({"epoch": epoch, **figures, "images_per_s": 500, "lr": 0.05, "wall_s": 1.5 * epoch})
+        )
+    write_history(path, rows)
 
 
 RETRIEVAL_PARTS = ("train", "train_labels", "train_index", "test", "test_labels", "test_index")
@@ -226,15 +224,14 @@ def _build_run(root: Path, cache: Path) -> Path:
         )
         configs[plan.name] = config.model_dump()
         data = prepare_data(config, run_dir=root / plan.name)
-        _rename_classes(root / plan.name / "split.csv", plan.renamed)
+        _rename_classes(root / plan.name / SPLIT, plan.renamed)
         images, labels, split = np.asarray(data.images), data.labels, data.split
         for encoder_id in plan.encoders:
             features = _features(encoder_id, images)
             parts = {p: features[split[p]] for p in ("train", "val", "test")}
             parts |= {f"{p}_labels": labels[split[p]] for p in ("train", "val", "test")}
             parts |= {f"{p}_index": split[p] for p in ("train", "val", "test")}
-            (root / plan.name / "eval" / encoder_id).mkdir(parents=True, exist_ok=True)
-            np.savez(root / plan.name / "eval" / encoder_id / "features.npz", **parts)
+            Features(**parts).save(root / plan.name / "eval" / encoder_id / FEATURES)
             sample = retrieval_sample(*(parts[k] for k in RETRIEVAL_PARTS), images)
             save_retrieval(root / plan.name / "eval" / encoder_id / RETRIEVAL, sample)
             protocols = ["knn", "knn_weighted", "linear"]
@@ -249,13 +246,10 @@ def _build_run(root: Path, cache: Path) -> Path:
                             )
                         )
             if encoder_id.split("-")[0] in ("vicreg", "simclr", "simsiam"):
-                _history(root / plan.name / "pretrain" / encoder_id / "history.csv", encoder_id)
+                _history(root / plan.name / "pretrain" / encoder_id / HISTORY, encoder_id)
         if plan.preview:
             _preview(root / plan.name / "augment_preview.png", images[:12])
-    with (root / "results.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    append_results(root / RESULTS, rows)
     meta = {
         "command": f"medssl benchmark configs/report-fixture.yaml --out {root}",
         "machine": "fixture-host (2 CPU cores)",

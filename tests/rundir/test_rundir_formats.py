@@ -120,6 +120,17 @@ def test_fold_rows_are_separate_cells_and_single_split_rows_have_an_empty_fold(t
     assert [r.fold for r in rows] == [None, 1, 2] and len({r.cell for r in rows}) == 3
 
 
+def test_numpy_floats_are_written_as_plain_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    append_results(
+        path, [{**ROW, "accuracy": np.float64(0.123456789), "auroc": 0.5, "wall_s": np.float64("nan")}]
+    )
+    with path.open(newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert (row["accuracy"], row["auroc"], row["wall_s"]) == ("0.123457", "0.5", "nan")
+    assert read_results(path)[0].metric("accuracy") == 0.123457
+
+
 def _fold(index: list[int], n_classes: int = 3) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(len(index))
     return {

@@ -1,0 +1,55 @@
+"""``encoder.json``: how to use the ``encoder.pt`` weights beside it (``<dataset>/pretrain/<encoder>/``).
+
+A JSON object with at least ``backbone`` (the torchvision or EfficientNet name), the input ``mean`` and
+``std``, and for an SSL encoder its method, recipe, data and the keyed ``settings`` that made it. It is
+written last, so its presence marks a finished pre-training run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from medssl.errors import MedsslError
+from medssl.rundir.atomic import write_text
+
+ENCODER_WEIGHTS = "encoder.pt"
+ENCODER_META = "encoder.json"
+
+
+def write_encoder_meta(
+    directory: Path, meta: Mapping[str, Any], on_error: Callable[[OSError], Exception] | None = None
+) -> Path:
+    """Write ``directory/encoder.json`` atomically (values JSON cannot hold are written as text)."""
+    return write_text(directory / ENCODER_META, json.dumps(dict(meta), indent=2, default=str), on_error)
+
+
+def read_encoder_meta(directory: Path) -> dict[str, Any]:
+    """The metadata of the encoder in ``directory``; a MedsslError naming the file when it is missing or
+    incomplete (invalid JSON, or no ``backbone``)."""
+    path = directory / ENCODER_META
+    if not path.is_file():
+        raise MedsslError(f"{directory}: no {ENCODER_META}; pass a pre-training output directory")
+    try:
+        meta = json.loads(path.read_text())
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("backbone"), str):
+        raise MedsslError(
+            f"{path}: not a complete encoder description (invalid JSON or no 'backbone'); restore the "
+            "file written by `medssl pretrain` or pre-train again"
+        )
+    return meta
+
+
+def recorded_settings(directory: Path) -> dict[str, Any] | None:
+    """The keyed ``settings`` recorded in ``directory/encoder.json``; None when the file, or the record, is
+    missing or unreadable (an unfinished run, or one written before settings were recorded)."""
+    try:
+        meta = json.loads((directory / ENCODER_META).read_text())
+    except (OSError, ValueError):
+        return None
+    settings = meta.get("settings") if isinstance(meta, dict) else None
+    return settings if isinstance(settings, dict) else None
