@@ -219,9 +219,12 @@ def test_pretrain_help_shows_the_config_defaults() -> None:
 
 def test_readme_says_which_commands_take_config_and_set() -> None:
     with_set = sorted({command for command, option in _options() if option.name == "set_"})
-    assert with_set == ["benchmark", "pretrain"]
+    assert with_set == ["augment-preview", "benchmark", "data inspect", "evaluate", "pretrain"]
+    with_config = sorted({command for command, option in _options() if option.name == "config"})
+    assert with_config == ["augment-preview", "data inspect", "evaluate", "pretrain"]  # benchmark: argument
     text = " ".join(README.read_text().split())
-    assert "`pretrain` and `benchmark` take `--set key=value`" in text
+    commands = "`pretrain`, `benchmark`, `evaluate`, `data inspect` and `augment-preview`"
+    assert f"{commands} take `--set key=value`" in text
     assert "Every setting can go in a YAML file" not in text
     assert "medssl never downloads data" not in text and "pneumoniamnist" in text
 
