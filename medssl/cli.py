@@ -90,7 +90,8 @@ def _layered(
             raise ConfigError(
                 f"{flag}{given_value}: {problem['msg'].removeprefix('Value error, ')}"
             ) from None
-    return validate(model, merged, source=str(config) if config else "--set")
+    from_set = key in {item.partition("=")[0].strip() for item in set_ or []}
+    return validate(model, merged, source="--set" if from_set or not config else str(config))
 
 
 def _flatten_given(options: dict[str, object], prefix: str = "") -> set[str]:

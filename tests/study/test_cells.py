@@ -100,11 +100,6 @@ def test_status_shows_running_failed_with_log_and_a_killed_cell(tmp_path: Path, 
     assert f"pending  {SSL_KNN}" in listing and "3 cells: 0 done, 0 running, 2 failed, 1 pending" in listing
 
 
-def test_status_of_a_folder_without_a_run_is_one_clear_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["status", str(tmp_path)])
-    assert result.exit_code != 0 and "no config.yaml" in str(result.exception)
-
-
 def test_launchers_refuse_cross_validation_before_writing_anything(tmp_path: Path) -> None:
     from medssl.errors import ConfigError
     from medssl.study.config import StudyConfig
