@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from medssl.errors import ConfigError, Interrupted, MedsslError
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from medssl.data.dataset import DataConfig
-
-ModelT = TypeVar("ModelT", bound="BaseModel")
 
 app = typer.Typer(
     help="In-domain self-supervised pre-training vs ImageNet transfer for small medical image datasets.",
@@ -53,65 +49,14 @@ def _given(**options: object) -> dict[str, object]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _layered(
-    model: type[ModelT],
-    config: Path | None,
-    set_: list[str] | None,
-    options: dict[str, object],
-    flags: dict[str, str] | None = None,
-) -> ModelT:
-    """``model`` from the ``--config`` YAML, then its ``--set`` overrides, then the options given here (they win).
-
-    ``options`` maps config keys to option values (None: not given; a dict: keys of that section). A bad option
-    value is named by its option (``--k: ...``; ``flags`` maps a key whose option is named otherwise, e.g.
-    ``{"n_bootstrap": "--bootstrap"}``), a bad key or value of the file or ``--set`` by the file and its key.
-    """
-    from pydantic import ValidationError
-
-    from medssl.config import apply_overrides, read_yaml, validate
-
-    values = apply_overrides(read_yaml(config) if config else {}, set_ or [])
-    given = _given(**options)
-    for key, value in given.items():
-        if isinstance(value, dict):
-            section = values.get(key) or {}
-            if not isinstance(section, dict):
-                raise ConfigError(f"{key}: expected a section of {key} settings ({key}.path...), not a value")
-            given[key] = {**section, **_given(**value)}
-    merged = {**values, **given}
-    try:
-        return model.model_validate(merged)
-    except ValidationError as error:
-        problem = error.errors()[0]
-        key = ".".join(str(part) for part in problem["loc"])
-        if key in _flatten_given(options):
-            flag = (flags or {}).get(key, "--" + key.rpartition(".")[2].replace("_", "-"))
-            given_value = f" {problem['input']!r}" if isinstance(problem["input"], str | int | float) else ""
-            raise ConfigError(
-                f"{flag}{given_value}: {problem['msg'].removeprefix('Value error, ')}"
-            ) from None
-    from_set = key in {item.partition("=")[0].strip() for item in set_ or []}
-    return validate(model, merged, source="--set" if from_set or not config else str(config))
-
-
-def _flatten_given(options: dict[str, object], prefix: str = "") -> set[str]:
-    """The dotted keys of the options given (not None)."""
-    keys: set[str] = set()
-    for key, value in options.items():
-        if isinstance(value, dict):
-            keys |= _flatten_given(value, f"{prefix}{key}.")
-        elif value is not None:
-            keys.add(f"{prefix}{key}")
-    return keys
-
-
 def _data_config(
     config: Path | None, set_: list[str] | None, path: str | None, **options: object
 ) -> DataConfig:
     """The ``DataConfig`` of ``--config``/``--set`` with the given options over it; a path is required."""
+    from medssl.config import layered_config
     from medssl.data.dataset import DataConfig
 
-    settings = _layered(DataConfig, config, set_, {"path": path, **options})
+    settings = layered_config(DataConfig, config, set_, {"path": path, **options})
     if "path" not in settings.model_fields_set:
         raise ConfigError("the dataset: missing; pass its path (or 'synthetic'), or set path in --config")
     return settings
@@ -273,6 +218,7 @@ def pretrain(
 
     Options given here override the same keys of --config and --set.
     """
+    from medssl.config import layered_config
     from medssl.train.api import pretrain as run_pretrain
     from medssl.train.config import PretrainConfig
 
@@ -292,7 +238,8 @@ def pretrain(
     }
     data_options = {"path": data, "layout": layout, "image_size": image_size}
     data_options["skip_bad_images"] = True if skip_bad_images else None
-    settings = _layered(PretrainConfig, config, set_, {**top, "data": data_options}, {"data.path": "--data"})
+    options = {**top, "data": data_options}
+    settings = layered_config(PretrainConfig, config, set_, options, {"data.path": "--data"})
     if "path" not in settings.data.model_fields_set:
         raise ConfigError(
             "--data: missing; pass a dataset path, a MedMNIST name, or --data synthetic for generated images"
@@ -515,6 +462,7 @@ def evaluate_command(
     Options given here override the same keys of --config and --set. Cells already in OUT/results.csv are
     skipped (same settings) or refused (other settings) unless --replace.
     """
+    from medssl.config import layered_config
     from medssl.data.dataset import prepare_data
     from medssl.evaluate.api import evaluate_encoder
     from medssl.evaluate.config import EvaluationConfig
@@ -534,7 +482,7 @@ def evaluate_command(
         "n_bootstrap": bootstrap,
     }
     flags = {"protocols": "--protocol", "n_bootstrap": "--bootstrap"}
-    settings = _layered(EvaluationConfig, config, set_, options, flags)
+    settings = layered_config(EvaluationConfig, config, set_, options, flags)
     torch_device = _device(device)
     check_out(out)
     check_apart(data, out)

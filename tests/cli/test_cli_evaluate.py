@@ -90,6 +90,8 @@ def test_evaluate_reads_a_config_then_set_then_options(
         code, err = run_main(capsys, monkeypatch, *base, *extra, "--out", str(out))
         assert code == 0, err
         assert _evaluation_of(out) == {"protocol": "knn", **expected}, name
+        (row,) = json.loads((out / "metrics.json").read_text())["rows"]
+        assert row["k"] == expected["k"], name  # the neighbours the kNN voted with
 
 
 @pytest.mark.parametrize(
