@@ -53,7 +53,7 @@ def test_unknown_layout(tmp_path: Path) -> None:
     error = cli_raises("data", "inspect", str(tmp_path / "loose"))
     assert isinstance(error, DataError) and f"{tmp_path / 'loose'}: unknown layout" in str(error)
     error = cli_raises("data", "inspect", str(tmp_path / "loose"), "--layout", "dicomdir")
-    assert "--layout 'dicomdir'" in str(error)
+    assert "layout 'dicomdir' is unknown" in str(error)
 
 
 def test_empty_class_folder(tmp_path: Path, cache_config) -> None:
