@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from medssl.config import StrictModel, load_config
 from medssl.data.dataset import DataConfig
 from medssl.evaluate.config import EvaluationConfig
-from medssl.train.config import PretrainConfig
+from medssl.train.config import PretrainConfig, known_method
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
@@ -110,6 +110,11 @@ class StudyConfig(StrictModel):
                 "pretrain_fractions and datasets instead"
             )
         return value
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, values: list[str]) -> list[str]:
+        return [known_method(name) for name in values]
 
     @field_validator("pretrain_fractions")
     @classmethod
