@@ -72,7 +72,8 @@ def data_inspect(
         int | None, typer.Option(help="Working resolution for the sample grid (default: 64).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Where to write the sample grid PNG (default: not written).")
+        Path | None,
+        typer.Option(help="Where to write the sample grid PNG (default: ./<dataset>-samples.png)."),
     ] = None,
     group_pattern: Annotated[
         str | None,
