@@ -22,6 +22,7 @@ import torch
 from medssl.data.cache import default_cache_dir
 from medssl.data.dataset import DataConfig, PreparedData, prepare_data
 from medssl.evaluate.api import encoder_identity, evaluate_cell
+from medssl.evaluate.config import EvaluationConfig
 from medssl.evaluate.features import Features, encoder_features, features_key
 from medssl.models.encoder import Encoder, build_encoder, encoder_from_spec
 
@@ -80,7 +81,7 @@ def main() -> None:
         cells = {}
         for protocol in ("knn", "linear"):
             start = time.perf_counter()
-            row, _ = evaluate_cell(features, protocol, 1.0, 0, n_classes, k=200)
+            row, _ = evaluate_cell(features, protocol, 1.0, 0, n_classes, EvaluationConfig(k=200))
             cells[protocol] = (time.perf_counter() - start, row)
         results.append(
             {

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from medssl.errors import ConfigError, Interrupted, MedsslError
+
+if TYPE_CHECKING:
+    from medssl.data.dataset import DataConfig
 
 app = typer.Typer(
     help="In-domain self-supervised pre-training vs ImageNet transfer for small medical image datasets.",
@@ -20,19 +23,57 @@ data_app = typer.Typer(help="Look at a dataset before training on it.", no_args_
 app.add_typer(data_app, name="data")
 
 DataPath = Annotated[
-    str, typer.Argument(help="Dataset folder, .npz, .csv manifest, MedMNIST name or 'synthetic'.")
+    str | None,
+    typer.Argument(
+        help="Dataset folder, .npz, .csv manifest, MedMNIST name or 'synthetic' (default: --config's path)."
+    ),
 ]
-LayoutOpt = Annotated[str, typer.Option("--layout", help="Folder layout; 'auto' detects it.")]
+LayoutOpt = Annotated[
+    str | None, typer.Option("--layout", help="Folder layout; 'auto' detects it (default: auto).")
+]
+SizeOpt = Annotated[int | None, typer.Option(help="Working resolution in pixels (default: 64).")]
 SkipBad = Annotated[bool, typer.Option("--skip-bad-images", help="Log and skip unreadable images.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set epochs=50.")]
+DataConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML file of data settings (path, layout, image_size...)."),
+]
+DataSetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a data setting: --set split_seed=1.")
+]
+
+
+def _given(**options: object) -> dict[str, object]:
+    """Command-line options the user actually gave (not None), for layering over a YAML config."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _data_config(
+    config: Path | None, set_: list[str] | None, path: str | None, **options: object
+) -> DataConfig:
+    """The ``DataConfig`` of ``--config``/``--set`` with the given options over it; a path is required."""
+    from medssl.config import layered_config
+    from medssl.data.dataset import DataConfig
+
+    settings = layered_config(DataConfig, config, set_, {"path": path, **options})
+    if "path" not in settings.model_fields_set:
+        raise ConfigError("the dataset: missing; pass its path (or 'synthetic'), or set path in --config")
+    return settings
 
 
 @data_app.command("inspect")
 def data_inspect(
-    path: DataPath,
-    layout: LayoutOpt = "auto",
-    image_size: Annotated[int, typer.Option(help="Working resolution for the sample grid.")] = 64,
+    path: DataPath = None,
+    config: DataConfigOpt = None,
+    set_: DataSetOpt = None,
+    layout: LayoutOpt = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Working resolution for the sample grid (default: 64).")
+    ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Where to write the sample grid PNG (default: not written).")
+        Path | None,
+        typer.Option(help="Where to write the sample grid PNG (default: ./<dataset>-samples.png)."),
     ] = None,
     group_pattern: Annotated[
         str | None,
@@ -43,55 +84,56 @@ def data_inspect(
     group_kind: Annotated[
         str | None, typer.Option(help="What groups are: patient, slide, study, site (default: the layout's).")
     ] = None,
-    folds: Annotated[int, typer.Option(help="Cross-validation folds to check the groups against.")] = 5,
+    folds: Annotated[
+        int | None, typer.Option(help="Cross-validation folds to check the groups against (default: 5).")
+    ] = None,
 ) -> None:
-    """Detected layout, classes, counts per split, image sizes, groups, problems, and a sample grid."""
-    from pydantic import ValidationError
+    """Detected layout, classes, counts per split, image sizes, groups, problems, and a sample grid.
 
-    from medssl.data.dataset import DataConfig
+    Options given here override the same keys of --config and --set.
+    """
     from medssl.data.inspect import inspect_dataset
-    from medssl.errors import ConfigError
 
-    try:  # the checks of the config keys of the same names
-        DataConfig(group_pattern=group_pattern, group_kind=group_kind)  # type: ignore[arg-type]
-    except ValidationError as error:
-        problem = error.errors()[0]
-        option = str(problem["loc"][0]).replace("_", "-")
-        raise ConfigError(f"--{option}: {problem['msg'].removeprefix('Value error, ')}") from None
-    groups = {"group_pattern": group_pattern, "group_kind": group_kind, "folds": folds}
-    report = inspect_dataset(path, layout=layout, image_size=image_size, grid_path=out, **groups)
+    options = {"layout": layout, "image_size": image_size, "group_pattern": group_pattern}
+    settings = _data_config(config, set_, path, **options, group_kind=group_kind, folds=folds)
+    groups = {"group_pattern": settings.group_pattern, "group_kind": settings.group_kind}
+    report = inspect_dataset(
+        settings.path, settings.layout, settings.image_size, out, folds=settings.folds or 5, **groups
+    )
     typer.echo(report.to_text())
 
 
 @app.command("augment-preview")
 def augment_preview_command(
-    data: Annotated[str, typer.Option("--data", help="Dataset folder, .npz, .csv, MedMNIST or 'synthetic'.")],
-    layout: LayoutOpt = "auto",
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", help="Dataset folder, .npz, .csv, MedMNIST or 'synthetic' (default: --config's path)."
+        ),
+    ] = None,
+    config: DataConfigOpt = None,
+    set_: DataSetOpt = None,
+    layout: LayoutOpt = None,
     preset: Annotated[
         str, typer.Option(help="xray, histology, generic, all, or auto (from the dataset's modality).")
     ] = "auto",
-    image_size: Annotated[int, typer.Option(help="Working resolution.")] = 64,
+    image_size: SizeOpt = None,
     out: Annotated[Path, typer.Option(help="Where to write the preview PNG.")] = Path("augment_preview.png"),
     seed: Annotated[int, typer.Option(help="Picks the images and the random views.")] = 0,
 ) -> None:
-    """A PNG grid of training images next to their augmented views, to check a preset before pre-training."""
-    from pydantic import ValidationError
+    """A PNG grid of training images next to their augmented views, to check a preset before pre-training.
 
-    from medssl.data.dataset import DataConfig, prepare_data
-    from medssl.errors import ConfigError
+    Options given here override the same keys of --config and --set.
+    """
+    from medssl.data.dataset import prepare_data
     from medssl.train.augment import PRESETS, detect_preset
     from medssl.train.preview import augment_preview
 
     choices = (*PRESETS, "all", "auto")
     if preset not in choices:
         raise ConfigError(f"--preset {preset!r} is not known; use one of {', '.join(choices)}")
-    try:
-        config = DataConfig(path=data, layout=layout, image_size=image_size)  # type: ignore[arg-type]
-    except ValidationError as error:
-        problem = error.errors()[0]
-        option = str(problem["loc"][0]).replace("_", "-")
-        raise ConfigError(f"--{option}: {problem['msg']}") from None
-    prepared = prepare_data(config)
+    settings = _data_config(config, set_, data, layout=layout, image_size=image_size)
+    prepared = prepare_data(settings)
     images, _ = prepared.part("train")
     if preset == "auto":
         presets = [detect_preset(prepared.table.modality, prepared.channels)]
@@ -101,8 +143,6 @@ def augment_preview_command(
     typer.echo(f"{', '.join(presets)} augmentation preview of {prepared.name} written to {path}")
 
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set epochs=50.")]
 RestartOpt = Annotated[
     bool,
     typer.Option(
@@ -120,11 +160,6 @@ def _restart(out: Path, restart: bool) -> None:
     moved = move_aside(check_out(out))
     if moved is not None:
         typer.echo(f"the earlier run in {out} was moved to {moved}")
-
-
-def _given(**options: object) -> dict[str, object]:
-    """Command-line options the user actually gave (not None), for layering over a YAML config."""
-    return {key: value for key, value in options.items() if value is not None}
 
 
 @app.command()
@@ -184,36 +219,29 @@ def pretrain(
 
     Options given here override the same keys of --config and --set.
     """
-    from medssl.config import apply_overrides, read_yaml, validate
+    from medssl.config import layered_config
     from medssl.train.api import pretrain as run_pretrain
     from medssl.train.config import PretrainConfig
 
-    values = read_yaml(config) if config else {}
-    values = apply_overrides(values, set_ or [])
-    if not isinstance(values.get("data", {}), dict):
-        raise ConfigError(
-            "data: expected a section of data settings (data.path, data.image_size...), not a value"
-        )
-    top = _given(
-        method=method,
-        backbone=backbone,
-        init=init,
-        recipe=recipe,
-        augment=augment,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        devices=devices,
-        accelerator=accelerator,
-        knn_k=knn_k,
-    )
-    data_values = _given(path=data, layout=layout, image_size=image_size)
-    if skip_bad_images:
-        data_values["skip_bad_images"] = True
-    values = {**values, **top, "data": {**values.get("data", {}), **data_values}}
-    settings = validate(PretrainConfig, values, source=str(config) if config else "options")
-    if not values["data"].get("path"):
+    top = {
+        "method": method,
+        "backbone": backbone,
+        "init": init,
+        "recipe": recipe,
+        "augment": augment,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "devices": devices,
+        "accelerator": accelerator,
+        "knn_k": knn_k,
+    }
+    data_options = {"path": data, "layout": layout, "image_size": image_size}
+    data_options["skip_bad_images"] = True if skip_bad_images else None
+    options = {**top, "data": data_options}
+    settings = layered_config(PretrainConfig, config, set_, options, {"data.path": "--data"})
+    if "path" not in settings.data.model_fields_set:
         raise ConfigError(
             "--data: missing; pass a dataset path, a MedMNIST name, or --data synthetic for generated images"
         )
@@ -383,15 +411,28 @@ def evaluate_command(
         str, typer.Option(help="Pre-training run dir, imagenet:<backbone> or random:<backbone>.")
     ],
     data: Annotated[str, typer.Option(help="Dataset folder, .npz, .csv, MedMNIST name or 'synthetic'.")],
-    layout: LayoutOpt = "auto",
-    protocol: Annotated[str, typer.Option(help="Comma-separated: knn, knn_weighted, linear, finetune.")] = (
-        "knn,linear"
-    ),
-    label_fractions: Annotated[str, typer.Option(help="Shares of the labels to use, e.g. 0.01,0.1,1.0.")] = (
-        "1.0"
-    ),
-    seeds: Annotated[int, typer.Option(help="Number of label-subset seeds (0..N-1).")] = 1,
-    k: Annotated[int, typer.Option(help="Neighbours of the kNN protocols (study: 200).")] = 200,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="YAML file of evaluation settings (protocols, k, n_bootstrap...)."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override an evaluation setting: --set n_bootstrap=2000."),
+    ] = None,
+    layout: LayoutOpt = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: knn, knn_weighted, linear, finetune (default: knn,linear)."),
+    ] = None,
+    label_fractions: Annotated[
+        str | None, typer.Option(help="Shares of the labels to use, e.g. 0.01,0.1,1.0 (default: 1.0).")
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option(help="Number of label-subset seeds (0..N-1) (default: 1).")
+    ] = None,
+    k: Annotated[int | None, typer.Option(help="Neighbours of the kNN protocols (default: 200).")] = None,
     image_size: Annotated[
         int | None,
         typer.Option(
@@ -409,59 +450,84 @@ def evaluate_command(
         str | None,
         typer.Option(help="'balanced' reweights classes in the probe and fine-tuning (default: none)."),
     ] = None,
-    finetune_epochs: Annotated[int, typer.Option(help="Epoch budget of fine-tuning (early stopping).")] = 30,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
+    finetune_epochs: Annotated[
+        int | None, typer.Option(help="Epoch budget of fine-tuning (early stopping) (default: 30).")
+    ] = None,
+    bootstrap: Annotated[
+        int | None, typer.Option(help="Bootstrap resamples for the 95% CIs (default: 1000).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Evaluate an encoder (kNN, linear probe, fine-tuning) with 95% CIs; writes OUT/results.csv.
 
-    Cells already in OUT/results.csv are skipped (same settings) or refused (other settings) unless --replace.
+    Options given here override the same keys of --config and --set. Cells already in OUT/results.csv are
+    skipped (same settings) or refused (other settings) unless --replace.
     """
-    from pydantic import ValidationError
-
-    from medssl.data.dataset import DataConfig, prepare_data
+    from medssl.config import layered_config
+    from medssl.data.dataset import prepare_data
     from medssl.evaluate.api import evaluate_encoder
-    from medssl.evaluate.metrics import format_mean_sd, summarise_seeds
+    from medssl.evaluate.config import EvaluationConfig
     from medssl.models.encoder import encoder_from_spec
     from medssl.rundir.paths import check_apart, check_out
     from medssl.rundir.settings import data_settings
 
-    if class_weight not in (None, "balanced"):
-        raise ConfigError(f"--class-weight {class_weight!r}: only 'balanced' is supported")
-    protocols = _split_option(protocol, str, "--protocol", "knn,linear")
-    fractions = _split_option(label_fractions, float, "--label-fractions", "0.01,0.1,1.0")
+    options = {
+        "protocols": None if protocol is None else _split_option(protocol, str, "--protocol", "knn,linear"),
+        "label_fractions": None
+        if label_fractions is None
+        else _split_option(label_fractions, float, "--label-fractions", "0.01,0.1,1.0"),
+        "seeds": seeds,
+        "k": k,
+        "class_weight": class_weight,
+        "finetune_epochs": finetune_epochs,
+        "n_bootstrap": bootstrap,
+    }
+    flags = {"protocols": "--protocol", "n_bootstrap": "--bootstrap"}
+    settings = layered_config(EvaluationConfig, config, set_, options, flags)
     torch_device = _device(device)
     check_out(out)
     check_apart(data, out)
     model = encoder_from_spec(encoder)
     size = _image_size(image_size, model.meta)
-    try:
-        config = DataConfig(path=data, layout=layout, image_size=size, skip_bad_images=skip_bad_images)  # type: ignore[arg-type]
-    except ValidationError as error:
-        problem = error.errors()[0]
-        raise ConfigError(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}") from None
+    skip = True if skip_bad_images else None
+    data_config = _data_config(None, None, data, layout=layout, image_size=size, skip_bad_images=skip)
     out.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_data(config, run_dir=out)
-
-    def show(row: dict) -> None:
-        typer.echo(
-            f"  {row['protocol']:<12} f={row['label_fraction']:<5g} seed={row['seed']}: "
-            f"accuracy {row['accuracy']:.3f}, AUROC {row['auroc']:.3f}"
-            + ("  [COLLAPSED]" if row["collapsed"] else "")
-        )
-
+    prepared = prepare_data(data_config, run_dir=out)
     typer.echo(f"evaluating {encoder} on {prepared.name} ({len(prepared.split['test'])} test images)")
     rows = evaluate_encoder(
-        model, prepared, protocols, fractions, seeds, out, k=k, class_weight=class_weight,
-        n_bootstrap=bootstrap, finetune_epochs=finetune_epochs, device=torch_device, progress=show,
-        data_settings=data_settings(config.model_dump(mode="json")), replace=replace,
-    )  # fmt: skip
-    skipped = len(protocols) * len(fractions) * seeds - len(rows)
+        model,
+        prepared,
+        out,
+        settings,
+        device=torch_device,
+        progress=_show_row,
+        data_settings=data_settings(data_config.model_dump(mode="json")),
+        replace=replace,
+    )
+    skipped = len(settings.cells()) - len(rows)
     if skipped:
         typer.echo(
             f"{skipped} cell(s) already in {out / 'results.csv'} with the same settings were skipped "
             "(--replace evaluates them again)"
         )
+    _print_summary(rows)
+    if rows:
+        typer.echo(f"\nresults appended to {out / 'results.csv'} (mean ± sd over {settings.seeds} seed(s))")
+
+
+def _show_row(row: dict) -> None:
+    """One finished evaluation cell, as it is done."""
+    typer.echo(
+        f"  {row['protocol']:<12} f={row['label_fraction']:<5g} seed={row['seed']}: "
+        f"accuracy {row['accuracy']:.3f}, AUROC {row['auroc']:.3f}"
+        + ("  [COLLAPSED]" if row["collapsed"] else "")
+    )
+
+
+def _print_summary(rows: list[dict]) -> None:
+    """The mean ± sd table of ``rows`` over seeds, and how many cells collapsed."""
+    from medssl.evaluate.metrics import format_mean_sd, summarise_seeds
+
     typer.echo(
         f"\n{'method':<11} {'protocol':<12} {'labels':>6}  {'accuracy':<15} {'bal. accuracy':<15} AUROC"
     )
@@ -477,8 +543,6 @@ def evaluate_command(
         typer.secho(
             f"{collapsed} cell(s) predict one class for ≥95% of the test images (collapsed)", fg="yellow"
         )
-    if rows:
-        typer.echo(f"\nresults appended to {out / 'results.csv'} (mean ± sd over {seeds} seed(s))")
 
 
 def _predictions_label(path: Path) -> str:

@@ -112,3 +112,53 @@ def load_config(model: type[ModelT], path: str | Path | None, overrides: list[st
     data = read_yaml(path) if path else {}
     data = apply_overrides(data, overrides or [])
     return validate(model, data, source=str(path) if path else "config")
+
+
+def layered_config(
+    model: type[ModelT],
+    path: str | Path | None,
+    overrides: list[str] | None,
+    options: dict[str, Any],
+    flags: dict[str, str] | None = None,
+) -> ModelT:
+    """``model`` from an optional YAML file, then its ``key=value`` overrides, then command-line ``options``,
+    which win.
+
+    ``options`` maps keys to option values (None: not given; a dict: the keys of that section). A bad option
+    value is named by its option (``--k 0: ...``; ``flags`` maps a key whose option is named otherwise, e.g.
+    ``{"n_bootstrap": "--bootstrap"}``); a bad key or value from ``--set`` or the file by them and the key.
+    """
+    values = apply_overrides(read_yaml(path) if path else {}, overrides or [])
+    merged = {**values, **_given(options)}
+    for key, value in merged.items():
+        if isinstance(options.get(key), dict):
+            section = values.get(key) or {}
+            if not isinstance(section, dict):
+                raise ConfigError(f"{key}: expected a section of {key} settings ({key}.path...), not a value")
+            merged[key] = {**section, **_given(value)}
+    try:
+        return model.model_validate(merged)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        key = ".".join(str(part) for part in problem["loc"])
+        if key in _given_keys(options):
+            flag = (flags or {}).get(key, "--" + key.rpartition(".")[2].replace("_", "-"))
+            shown = f" {problem['input']!r}" if isinstance(problem["input"], str | int | float) else ""
+            raise ConfigError(f"{flag}{shown}: {problem['msg'].removeprefix('Value error, ')}") from None
+    from_set = key in {item.partition("=")[0].strip() for item in overrides or []}
+    return validate(model, merged, source="--set" if from_set or not path else str(path))
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _given_keys(options: dict[str, Any], prefix: str = "") -> set[str]:
+    """The dotted keys of the options given (not None)."""
+    keys: set[str] = set()
+    for key, value in options.items():
+        if isinstance(value, dict):
+            keys |= _given_keys(value, f"{prefix}{key}.")
+        elif value is not None:
+            keys.add(f"{prefix}{key}")
+    return keys

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from medssl.config import StrictModel
 from medssl.data.cache import Pixels, load_pixels
 from medssl.data.groups import apply_group_pattern, compile_group_pattern, rename_kind
-from medssl.data.sources import load_table
+from medssl.data.sources import layout_names, load_table
 from medssl.data.sources.synthetic import load_synthetic
 from medssl.data.splits import cross_validation, make_split, resolve_policy, straddling
 from medssl.data.types import ImageTable
@@ -24,7 +24,6 @@ from medssl.rundir.split import SPLIT, Split, read_manifest, save_split
 SKIPPED_LIST = "skipped_images.txt"
 """Written in the run folder when ``skip_bad_images`` dropped files: one ``path: reason`` line per file."""
 
-Layout = Literal["auto", "chest_xray", "breakhis400x", "kather2016", "folder", "medmnist", "csv", "synthetic"]
 GroupKind = Literal["patient", "slide", "study", "site", "group"]
 
 
@@ -42,7 +41,7 @@ class DataConfig(StrictModel):
         None, pattern=r"^[A-Za-z0-9_.-]+$", description="Name for run folders and tables"
     )
     path: str = "synthetic"
-    layout: Layout = "auto"
+    layout: str = Field("auto", description="auto (detected), synthetic or a layout of data/sources/")
     image_size: int = Field(64, ge=16, le=1024)
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
@@ -66,6 +65,13 @@ class DataConfig(StrictModel):
     skip_bad_images: bool = False
     cache_dir: str | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
+
+    @field_validator("layout")
+    @classmethod
+    def _known_layout(cls, value: str) -> str:
+        if value not in layout_names():
+            raise ValueError(f"layout '{value}' is unknown; choose one of: {', '.join(layout_names())}")
+        return value
 
     @field_validator("group_pattern")
     @classmethod

@@ -10,7 +10,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "PROTOCOLS": "api",
+    "PROTOCOLS": "config",
+    "EvaluationConfig": "config",
     "encoder_identity": "api",
     "evaluate_cell": "api",
     "evaluate_encoder": "api",

@@ -24,6 +24,7 @@ import numpy as np
 from medssl.common.knn import knn_scores
 from medssl.data.dataset import PreparedData
 from medssl.errors import ConfigError
+from medssl.evaluate.config import DEFAULT_TEMPERATURE, FROZEN_PROTOCOLS, PROTOCOLS, EvaluationConfig
 from medssl.evaluate.features import Features, encoder_features
 from medssl.evaluate.fractions import check_fraction, label_subset
 from medssl.evaluate.metrics import (
@@ -60,7 +61,9 @@ from medssl.rundir.settings import (
 )
 
 __all__ = [
+    "DEFAULT_TEMPERATURE",
     "PROTOCOLS",
+    "EvaluationConfig",
     "append_results",
     "encoder_identity",
     "encoder_settings",
@@ -72,11 +75,7 @@ __all__ = [
     "score_predictions",
 ]
 
-PROTOCOLS = ("knn", "knn_weighted", "linear", "finetune")
-FROZEN_PROTOCOLS = ("knn", "knn_weighted", "linear")
 BASELINE_METHODS = ("imagenet", "random")
-DEFAULT_TEMPERATURE = 0.1
-"""Softmax temperature of the weighted kNN."""
 
 
 def encoder_identity(encoder: Encoder, protocol: str | None = None) -> dict[str, str]:
@@ -134,13 +133,11 @@ def evaluate_cell(
     label_fraction: float,
     seed: int,
     n_classes: int,
-    k: int = 200,
-    temperature: float = 0.1,
-    class_weight: str | None = None,
-    n_bootstrap: int = 1000,
+    settings: EvaluationConfig | None = None,
     knn_metric: str = "cosine",
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """One frozen-feature cell: ``knn``, ``knn_weighted`` or ``linear`` at a label fraction and seed.
+    """One frozen-feature cell: ``knn``, ``knn_weighted`` or ``linear`` at a label fraction and seed, with
+    ``settings``' k, temperature, class weight and bootstrap (default: ``EvaluationConfig()``'s).
 
     The labelled training images are ``label_subset(…, label_fraction, seed)``; the validation labels that
     choose the probe's C are subsampled at the same fraction (a 1% experiment does not get 10× more labels
@@ -154,6 +151,7 @@ def evaluate_cell(
     if protocol not in FROZEN_PROTOCOLS:
         raise ConfigError(f"protocol '{protocol}' needs the encoder; use evaluate_finetune")
     check_fraction(label_fraction)
+    settings = settings or EvaluationConfig()
     start = time.perf_counter()
     train_x, train_y, train_index = features.part("train")
     keep = _subset_positions(train_index, train_y, label_fraction, seed)
@@ -166,7 +164,13 @@ def evaluate_cell(
         val_keep = _subset_positions(val_index, val_y, label_fraction, seed)
         n_val = len(val_keep)
         probe = linear_probe(
-            train_x, train_y, val_x[val_keep], val_y[val_keep], test_x, n_classes, class_weight=class_weight
+            train_x,
+            train_y,
+            val_x[val_keep],
+            val_y[val_keep],
+            test_x,
+            n_classes,
+            class_weight=settings.class_weight,
         )
         y_prob = probe.test_prob
         details = {"C": probe.C, "val_balanced_accuracy": probe.val_balanced_accuracy}
@@ -177,12 +181,12 @@ def evaluate_cell(
             train_y,
             test_x,
             n_classes,
-            k=k,
+            k=settings.k,
             weighted=weighted,
-            temperature=temperature,
+            temperature=settings.temperature,
             metric=knn_metric,
         ).astype(np.float64)
-        details = {"k": min(k, len(train_y))}
+        details = {"k": min(settings.k, len(train_y))}
     row = {
         "protocol": protocol,
         "label_fraction": float(label_fraction),
@@ -190,7 +194,7 @@ def evaluate_cell(
         "n_train": len(train_y),
         "n_val": n_val,
         "n_test": len(test_y),
-        **score_predictions(test_y, y_prob, n_bootstrap, seed),
+        **score_predictions(test_y, y_prob, settings.n_bootstrap, seed),
         **details,
     }
     row["wall_s"] = round(time.perf_counter() - start, 3)
@@ -202,14 +206,13 @@ def evaluate_finetune(
     data: PreparedData,
     label_fraction: float,
     seed: int,
-    max_epochs: int = 30,
-    patience: int = 5,
+    settings: EvaluationConfig | None = None,
     batch_size: int = 64,
-    class_weight: str | None = None,
-    n_bootstrap: int = 1000,
     device: str = "cpu",
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Fine-tune ``encoder`` + a linear head on the labelled subset; row and test probabilities.
+
+    ``settings`` gives the epoch budget, patience, class weight and bootstrap (default: ``EvaluationConfig()``'s).
 
     Training and validation labels are subsampled exactly as in ``evaluate_cell``; up-down flips are added
     for histology data.
@@ -217,6 +220,7 @@ def evaluate_finetune(
     from medssl.evaluate.finetune import finetune  # Lightning is imported only when fine-tuning
 
     check_fraction(label_fraction)
+    settings = settings or EvaluationConfig()
     start = time.perf_counter()
     labels = data.labels
     train_index = label_subset(labels, data.split["train"], label_fraction, seed)
@@ -230,10 +234,10 @@ def evaluate_finetune(
         data.images[test_index],
         n_classes,
         seed=seed,
-        max_epochs=max_epochs,
-        patience=patience,
+        max_epochs=settings.finetune_epochs,
+        patience=settings.patience,
         batch_size=batch_size,
-        class_weight=class_weight,
+        class_weight=settings.class_weight,
         vertical_flips=data.table.modality == "histology",
         device=device,
     )
@@ -244,21 +248,13 @@ def evaluate_finetune(
         "n_train": len(train_index),
         "n_val": len(val_index),
         "n_test": len(test_index),
-        **score_predictions(labels[test_index], result.test_prob, n_bootstrap, seed),
+        **score_predictions(labels[test_index], result.test_prob, settings.n_bootstrap, seed),
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "val_balanced_accuracy": result.val_balanced_accuracy,
     }
     row["wall_s"] = round(time.perf_counter() - start, 3)
     return row, result.test_prob
-
-
-def _seeds(seeds: int | Iterable[int]) -> list[int]:
-    if isinstance(seeds, int):
-        if seeds < 1:
-            raise ConfigError(f"--seeds {seeds}: give at least one seed")
-        return list(range(seeds))
-    return [int(s) for s in seeds]
 
 
 def _jsonable(value: Any) -> Any:
@@ -316,16 +312,6 @@ def encoder_settings(encoder: Encoder) -> dict[str, Any]:
     if meta.get("source"):
         return {"spec": meta["source"]}
     return {key: meta.get(key) for key in ENCODER_META_KEYS}
-
-
-def evaluation_values(
-    k: int, n_bootstrap: int, finetune_epochs: int, patience: int, **others: Any
-) -> dict[str, Any]:
-    """The evaluation settings ``evaluation_settings`` picks from per protocol; ``others`` (temperature,
-    class_weight) default to ``evaluate_encoder``'s."""
-    defaults = {"temperature": DEFAULT_TEMPERATURE, "class_weight": None}
-    return {"k": k, "n_bootstrap": n_bootstrap, "finetune_epochs": finetune_epochs, "patience": patience,
-            **defaults, **others}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -413,16 +399,9 @@ def dataset_dir(out_dir: Path, data: PreparedData) -> Path:
 def evaluate_encoder(
     spec_or_encoder: str | Encoder,
     data: PreparedData,
-    protocols: Sequence[str],
-    label_fractions: Sequence[float],
-    seeds: int | Iterable[int],
     out_dir: str | Path,
-    k: int = 200,
-    temperature: float = DEFAULT_TEMPERATURE,
-    class_weight: str | None = None,
-    n_bootstrap: int = 1000,
-    finetune_epochs: int = 30,
-    patience: int = 5,
+    settings: EvaluationConfig | None = None,
+    cells: Iterable[tuple[str, float, int]] | None = None,
     device: str = "cpu",
     progress: Callable[[dict[str, Any]], None] | None = None,
     data_settings: Mapping[str, Any] | None = None,
@@ -433,11 +412,11 @@ def evaluate_encoder(
     Args:
         spec_or_encoder: an ``Encoder``, ``imagenet:<bb>``, ``random:<bb>`` or a pre-training run directory.
         data: the prepared dataset (its split decides train/val/test).
-        protocols: among ``knn``, ``knn_weighted``, ``linear``, ``finetune``.
-        label_fractions: shares of the training (and validation) labels to use, each in (0, 1].
-        seeds: number of seeds (0..n-1) or the seeds themselves; a seed picks the label subset (and the
-            fine-tuning randomness).
         out_dir: run directory receiving results.csv, metrics.json, settings.json, features and predictions.
+        settings: protocols, label fractions, seeds and how each protocol is run (default:
+            ``EvaluationConfig()``).
+        cells: the (protocol, label fraction, seed) cells to evaluate (default: ``settings.cells()``, every
+            combination); a study passes one cell at a time.
         progress: called with each finished row.
         data_settings: the keyed data settings (``medssl.rundir.settings.data_settings``); default: the
             data's fingerprint.
@@ -447,19 +426,18 @@ def evaluate_encoder(
     Returns:
         The rows evaluated now, in order; each is written to ``out_dir/results.csv`` as soon as it is done.
     """
-    for protocol in protocols:
+    settings = settings or EvaluationConfig()
+    wanted = list(settings.cells() if cells is None else cells)
+    for protocol, fraction, _ in wanted:
         _check_protocol(protocol)
-    fractions = [check_fraction(f) for f in label_fractions]
-    seed_list = _seeds(seeds)
+        check_fraction(fraction)
     encoder = encoder_from_spec(spec_or_encoder) if isinstance(spec_or_encoder, str) else spec_or_encoder
     out_dir = Path(out_dir)
     name = encoder_identity(encoder)["encoder"]
-    values = evaluation_values(
-        k, n_bootstrap, finetune_epochs, patience, temperature=temperature, class_weight=class_weight
-    )
+    values = settings.model_dump()
     data_keyed = dict(data_settings or {"fingerprint": data.fingerprint})
     plan = plan_cells(
-        [(p, f, s) for p in protocols for f in fractions for s in seed_list],
+        wanted,
         (data.name, name),
         lambda protocol: cell_settings(
             data_keyed, encoder_settings(encoder), evaluation_settings(protocol, values)
@@ -477,16 +455,10 @@ def evaluate_encoder(
     for cell in plan:
         protocol, fraction, seed = cell.protocol, cell.fraction, cell.seed
         if protocol == "finetune":
-            row, y_prob = evaluate_finetune(
-                encoder, data, fraction, seed, finetune_epochs, patience,
-                class_weight=class_weight, n_bootstrap=n_bootstrap, device=device,
-            )  # fmt: skip
+            row, y_prob = evaluate_finetune(encoder, data, fraction, seed, settings, device=device)
         else:
             assert features is not None
-            row, y_prob = evaluate_cell(
-                features, protocol, fraction, seed, len(data.classes), k, temperature,
-                class_weight, n_bootstrap,
-            )  # fmt: skip
+            row, y_prob = evaluate_cell(features, protocol, fraction, seed, len(data.classes), settings)
         test_index = np.asarray(data.split["test"])
         prediction_path = eval_dir / "predictions" / predictions_name(protocol, fraction, seed)
         save_predictions(prediction_path, data.labels[test_index], y_prob, test_index)

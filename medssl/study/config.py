@@ -10,7 +10,8 @@ from pydantic import Field, field_validator, model_validator
 
 from medssl.config import StrictModel, load_config
 from medssl.data.dataset import DataConfig
-from medssl.train.config import PretrainConfig
+from medssl.evaluate.config import EvaluationConfig
+from medssl.train.config import PretrainConfig, known_method
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
@@ -27,23 +28,26 @@ def _unit_fractions(values: list[float], what: str) -> list[float]:
     return sorted(set(values))
 
 
-class EvaluationSettings(StrictModel):
-    protocols: list[Literal["knn", "knn_weighted", "linear"]] = ["knn", "linear"]
+class EvaluationSettings(EvaluationConfig):
+    """A study's ``evaluation:``: an ``EvaluationConfig`` for the frozen protocols, plus the encoders that are
+    fine-tuned (``finetune`` is not among its protocols)."""
+
     finetune: list[str] = Field(
         default_factory=list,
         description="Encoders fine-tuned end to end: 'ssl' (every SSL encoder), 'imagenet:<bb>', 'random:<bb>'",
     )
-    label_fractions: list[float] = [1.0]
-    seeds: int = Field(1, ge=1, description="Evaluation seeds 0..n-1 (label subsets, fine-tuning)")
-    k: int = Field(200, ge=1)
-    finetune_epochs: int = Field(30, ge=1)
-    patience: int = Field(5, ge=1)
-    n_bootstrap: int = Field(1000, ge=100)
+
+    @field_validator("protocols")
+    @classmethod
+    def _frozen(cls, values: list[str]) -> list[str]:
+        if "finetune" in values:
+            raise ValueError("list the encoders to fine-tune in evaluation.finetune ('ssl', 'imagenet:<bb>')")
+        return values
 
     @field_validator("label_fractions")
     @classmethod
-    def _fractions(cls, values: list[float]) -> list[float]:
-        return _unit_fractions(values, "label fractions")
+    def _sorted(cls, values: list[float]) -> list[float]:
+        return sorted(set(values))
 
 
 class SlurmSettings(StrictModel):
@@ -106,6 +110,11 @@ class StudyConfig(StrictModel):
                 "pretrain_fractions and datasets instead"
             )
         return value
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, values: list[str]) -> list[str]:
+        return [known_method(name) for name in values]
 
     @field_validator("pretrain_fractions")
     @classmethod

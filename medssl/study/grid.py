@@ -32,7 +32,7 @@ from rich.progress import (
 from medssl.common.lightning import quiet_lightning_logs
 from medssl.data.dataset import DataConfig, PreparedData, prepare_folds
 from medssl.errors import Interrupted
-from medssl.evaluate.api import evaluate_encoder, evaluation_values
+from medssl.evaluate.api import evaluate_encoder
 from medssl.models.encoder import ENCODER_META, Encoder, encoder_from_spec, load_encoder
 from medssl.rundir.atomic import write_text
 from medssl.rundir.encoder_meta import recorded_settings
@@ -215,12 +215,6 @@ class StudyRunner:
         done = finished_cells(self.results)
         return [cell for cell in self.all_cells(job) if (dataset, job.encoder_id, *cell, fold) not in done]
 
-    def evaluation_values(self) -> dict:
-        s = self.study.evaluation
-        return evaluation_values(
-            k=s.k, n_bootstrap=s.n_bootstrap, finetune_epochs=s.finetune_epochs, patience=s.patience
-        )
-
     def recorded_encoder(self, dataset: str, job: EncoderJob, fold: int | None = None) -> dict | None:
         """The settings in ``encoder.json`` of a finished SSL job (None when it is not finished)."""
         return recorded_settings(self.pretrain_dir(dataset, job, fold))
@@ -255,9 +249,10 @@ class StudyRunner:
             if changes := changed_common(old, expected):
                 return [f"{name}/{job.encoder_id}: {c}" for c in changes]
             encoder = recorded
+        evaluation = self.study.evaluation.model_dump()
         for protocol, fraction, seed in self.all_cells(job):
             row = done.get((name, job.encoder_id, protocol, fraction, seed, fold))
-            new = cell_settings(keyed_data, encoder, evaluation_settings(protocol, self.evaluation_values()))
+            new = cell_settings(keyed_data, encoder, evaluation_settings(protocol, evaluation))
             if row is None or row.settings_key in ("", settings_key(new)):
                 continue
             old = registry.get(row.settings_key)
@@ -307,14 +302,10 @@ class StudyRunner:
         self, data: PreparedData, job: EncoderJob, encoder: Encoder, keyed_data: dict, advance
     ) -> None:
         settings = self.study.evaluation
-        for protocol, fraction, seed in self.eval_cells(data.name, job, data.fold):
-            name = evaluation_name(data.name, job.encoder_id, protocol, fraction, seed, data.fold)
+        for cell in self.eval_cells(data.name, job, data.fold):
+            name = evaluation_name(data.name, job.encoder_id, *cell, data.fold)
             with cell_state(self.out, name, self.log):
-                evaluate_encoder(
-                    encoder, data, [protocol], [fraction], [seed], self.out, k=settings.k,
-                    n_bootstrap=settings.n_bootstrap, finetune_epochs=settings.finetune_epochs,
-                    patience=settings.patience, data_settings=keyed_data,
-                )  # fmt: skip
+                evaluate_encoder(encoder, data, self.out, settings, [cell], data_settings=keyed_data)
             advance(1)
 
     def run_dataset(self, name: str, data_config: DataConfig, advance) -> None:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from medssl.config import StrictModel
 from medssl.data.dataset import DataConfig
@@ -63,6 +63,20 @@ class PretrainConfig(StrictModel):
     max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap steps per epoch (quick runs, tests)")
     progress_bar: bool = True
     data: DataConfig = DataConfig()
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        return known_method(value)
+
+
+def known_method(name: str) -> str:
+    """``name`` if ``medssl.methods.METHODS`` has it, else a ValueError listing the methods (for validators)."""
+    from medssl.methods import METHODS  # the registry; it imports torch and lightly, as training does
+
+    if name not in METHODS:
+        raise ValueError(f"method '{name}' is unknown; choose one of: {', '.join(METHODS)}")
+    return name
 
 
 def plan_epochs(config: PretrainConfig, batches_per_epoch: int) -> int:

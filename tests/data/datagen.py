@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import struct
 import zlib
 from collections.abc import Iterable
@@ -195,3 +196,25 @@ def make_npz(
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **arrays)
     return arrays
+
+
+def make_flawed_chest(root: Path) -> Path:
+    """Kermany layout with a truncated and an empty JPEG, a train image copied into test, a shared patient."""
+    root = make_chest_xray(root)
+    truncated_jpeg(root / "train" / "NORMAL" / "IM-0777-0001.jpeg")
+    (root / "train" / "PNEUMONIA" / "person900_bacteria_1.jpeg").write_bytes(b"")
+    shutil.copy(
+        root / "train" / "NORMAL" / "IM-0001-0001.jpeg", root / "test" / "NORMAL" / "IM-0999-0001.jpeg"
+    )
+    write_image(root / "test" / "PNEUMONIA" / "person2_bacteria_77.jpeg", 777, quality=90)
+    return root
+
+
+def make_site_folder(root: Path) -> Path:
+    """``<class>/site<S>_p<P>_<k>.png`` plus one file that names no site."""
+    for label in ("a", "b"):
+        for site in (1, 2, 3):
+            for k in range(2):
+                write_image(root / label / f"site{site}_p{site}{label}_{k}.png", site * 10 + k)
+    write_image(root / "a" / "scan.png", 99)
+    return root

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datagen import KATHER_CLASSES, make_chest_xray, make_folder, make_kather, write_image
+from datagen import KATHER_CLASSES, make_chest_xray, make_folder, make_kather, make_site_folder
 
 from medssl.data.dataset import DataConfig, prepare_data, prepare_folds, read_table
 from medssl.data.groups import GROUP_KINDS, apply_group_pattern
@@ -77,13 +77,7 @@ def test_every_builtin_layout_names_its_groups(tmp_path: Path, kather: ImageTabl
 
 @pytest.fixture
 def site_folder(tmp_path: Path) -> Path:
-    """``<class>/site<S>_p<P>_<k>.png`` plus one file that names no site."""
-    for label in ("a", "b"):
-        for site in (1, 2, 3):
-            for k in range(2):
-                write_image(tmp_path / "ds" / label / f"site{site}_p{site}{label}_{k}.png", site * 10 + k)
-    write_image(tmp_path / "ds" / "a" / "scan.png", 99)
-    return tmp_path / "ds"
+    return make_site_folder(tmp_path / "ds")
 
 
 def test_group_pattern_capture_group_or_whole_match(site_folder: Path) -> None:
@@ -112,24 +106,6 @@ def test_bad_group_pattern_is_one_clear_error(site_folder: Path) -> None:
         read_table(DataConfig(path=str(site_folder), group_pattern=r"patient-\d+"))
     with pytest.raises(DataError, match="group_pattern needs image files"):
         apply_group_pattern(read_table(DataConfig()), "synth")
-
-
-def test_cli_inspect_group_options(site_folder: Path, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from medssl.cli import app
-
-    grid = str(tmp_path / "g.png")
-    options = ["--group-pattern", r"site\d", "--group-kind", "site", "--folds", "4", "--out", grid]
-    result = CliRunner().invoke(app, ["data", "inspect", str(site_folder), *options])
-    assert result.exit_code == 0, result.output
-    assert "groups     3 sites (12 images have one)" in result.output
-    assert "class 'a' is in 3 sites (site1, site2, site3), fewer than 4 folds" in result.output
-    assert "finds no group in 1 of 13 image paths" in result.output
-    bad = CliRunner().invoke(
-        app, ["data", "inspect", str(site_folder), "--group-pattern", "(", "--out", grid]
-    )
-    assert bad.exit_code != 0 and "not a valid regular expression" in str(bad.exception)
 
 
 def write_manifest(path: Path, table: ImageTable, column: str, keep: set[str] | None = None) -> Path:

@@ -8,25 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datagen import bomb_png, make_chest_xray, make_folder, make_npz, truncated_jpeg, write_image
+from datagen import bomb_png, make_flawed_chest, make_folder, make_npz, write_image
 from PIL import Image
-from typer.testing import CliRunner
 
-from medssl.cli import app
 from medssl.data.inspect import LABEL_WIDTH, inspect_dataset
 
 
 @pytest.fixture
 def flawed_chest(tmp_path: Path) -> Path:
-    """Kermany layout with a truncated and an empty JPEG, a train image copied into test, a shared patient."""
-    root = make_chest_xray(tmp_path / "chest_xray")
-    truncated_jpeg(root / "train" / "NORMAL" / "IM-0777-0001.jpeg")
-    (root / "train" / "PNEUMONIA" / "person900_bacteria_1.jpeg").write_bytes(b"")
-    shutil.copy(
-        root / "train" / "NORMAL" / "IM-0001-0001.jpeg", root / "test" / "NORMAL" / "IM-0999-0001.jpeg"
-    )
-    write_image(root / "test" / "PNEUMONIA" / "person2_bacteria_77.jpeg", 777, quality=90)
-    return root
+    return make_flawed_chest(tmp_path / "chest_xray")
 
 
 def test_inspect_reports_counts_and_problems(flawed_chest: Path, tmp_path: Path) -> None:
@@ -89,18 +79,6 @@ def test_inspect_medmnist_hashes_pixels(tmp_path: Path) -> None:
     assert "1 test images are identical to train/val images: #15 = #3" in report.problems
     assert "1 sets of identical images have different labels: #1 = #10" in report.problems
     assert report.with_group == 0 and "unknown (no patient, slide or other group ids" in report.to_text()
-
-
-def test_inspect_cli_default_grid_path(
-    flawed_chest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["data", "inspect", str(flawed_chest), "--image-size", "16"])
-    assert result.exit_code == 0, result.output
-    assert "layout     chest_xray (detected)" in result.output
-    assert (tmp_path / "chest_xray-samples.png").is_file()
-    with Image.open(tmp_path / "chest_xray-samples.png") as image:
-        assert image.size == (LABEL_WIDTH + 8 * 18, 2 * 18)
 
 
 def test_inspect_synthetic(tmp_path: Path) -> None:

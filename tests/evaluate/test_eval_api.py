@@ -12,6 +12,7 @@ import torch
 
 from medssl.errors import ConfigError
 from medssl.evaluate.api import evaluate_cell, evaluate_encoder, load_predictions
+from medssl.evaluate.config import EvaluationConfig
 from medssl.evaluate.features import encoder_features
 from medssl.models.encoder import build_encoder
 from medssl.rundir.results import append_results, read_results
@@ -55,10 +56,11 @@ def encoder():
 
 def test_evaluate_encoder_end_to_end(tiny_data, encoder, tmp_path) -> None:
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
-    rows = evaluate_encoder(
-        encoder, tiny_data, ["knn", "knn_weighted", "linear", "finetune"], [0.1, 1.0], 1, tmp_path,
-        k=20, n_bootstrap=200, finetune_epochs=1,
-    )  # fmt: skip
+    protocols = ["knn", "knn_weighted", "linear", "finetune"]
+    settings = EvaluationConfig(
+        protocols=protocols, label_fractions=[0.1, 1.0], k=20, n_bootstrap=200, finetune_epochs=1
+    )
+    rows = evaluate_encoder(encoder, tiny_data, tmp_path, settings)
     assert len(rows) == 8
     assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())  # fine-tuning copied it
 
@@ -88,11 +90,13 @@ def test_evaluate_encoder_end_to_end(tiny_data, encoder, tmp_path) -> None:
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert len(metrics["rows"]) == 8 and len(metrics["summary"]) == 8
     assert {"confusion", "accuracy", "n_val"} <= set(metrics["rows"][0])
-    again = evaluate_encoder(encoder, tiny_data, ["knn"], [1.0], [0], tmp_path, k=20, n_bootstrap=200)
+    knn = EvaluationConfig(protocols=["knn"], k=20, n_bootstrap=200)
+    again = evaluate_encoder(encoder, tiny_data, tmp_path, knn)
     assert again == [] and len(read_results(tmp_path / "results.csv")) == 8  # same settings: skipped
-    with pytest.raises(ConfigError, match=r"evaluation\.n_bootstrap: 200 -> 50.*--replace"):
-        evaluate_encoder(encoder, tiny_data, ["knn"], [1.0], [0], tmp_path, k=20, n_bootstrap=50)
-    evaluate_encoder(encoder, tiny_data, ["knn"], [1.0], [0], tmp_path, k=20, n_bootstrap=50, replace=True)
+    fewer = knn.model_copy(update={"n_bootstrap": 100})
+    with pytest.raises(ConfigError, match=r"evaluation\.n_bootstrap: 200 -> 100.*--replace"):
+        evaluate_encoder(encoder, tiny_data, tmp_path, fewer)
+    evaluate_encoder(encoder, tiny_data, tmp_path, fewer, replace=True)
     assert len(json.loads((tmp_path / "metrics.json").read_text())["rows"]) == 8  # same cell replaced
     table = read_results(tmp_path / "results.csv")
     assert len(table) == 8 and len({row.cell for row in table}) == 8  # replaced, never duplicated
@@ -102,11 +106,12 @@ def test_knn_cell_subsets_labels_and_same_subset_for_every_encoder(tiny_data, en
     features_a = encoder_features(encoder, tiny_data)
     torch.manual_seed(1)
     features_b = encoder_features(build_encoder("resnet18"), tiny_data)
-    row_a, prob_a = evaluate_cell(features_a, "knn", 0.1, 0, 4, k=5, n_bootstrap=50)
-    row_b, _ = evaluate_cell(features_b, "knn", 0.1, 0, 4, k=5, n_bootstrap=50)
+    settings = EvaluationConfig(k=5, n_bootstrap=100)
+    row_a, prob_a = evaluate_cell(features_a, "knn", 0.1, 0, 4, settings)
+    row_b, _ = evaluate_cell(features_b, "knn", 0.1, 0, 4, settings)
     assert row_a["n_train"] == row_b["n_train"] < len(tiny_data.split["train"])
     assert row_a["k"] == 5 and prob_a.shape == (len(tiny_data.split["test"]), 4)
-    linear, _ = evaluate_cell(features_a, "linear", 1.0, 0, 4, n_bootstrap=50)
+    linear, _ = evaluate_cell(features_a, "linear", 1.0, 0, 4, settings)
     assert linear["n_val"] == len(tiny_data.split["val"]) and linear["C"] > 0
     with pytest.raises(ConfigError, match="protocol"):
         evaluate_cell(features_a, "svm", 1.0, 0, 4)
@@ -145,7 +150,7 @@ def test_evaluation_writes_the_reports_retrieval_images_from_the_dataset(
     from medssl.evaluate.features import Features
     from medssl.rundir.retrieval import RETRIEVAL_K, load_retrieval
 
-    evaluate_encoder(encoder, tiny_data, ["knn"], [1.0], 1, tmp_path, k=20, n_bootstrap=200)
+    evaluate_encoder(encoder, tiny_data, tmp_path, EvaluationConfig(protocols=["knn"], k=20, n_bootstrap=200))
     eval_dir = tmp_path / tiny_data.name / "eval" / "random-resnet18"
     sample = load_retrieval(eval_dir / "retrieval.npz")
     features = Features.load(eval_dir / "features.npz")

@@ -99,3 +99,10 @@ def tiny_study(folder: Path, cache: Path, pretrain: dict, k: int) -> Path:
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def evaluate(out: Path, data: Path | str, *extra: str) -> list[str]:
+    """``evaluate`` arguments for a seconds-long kNN run of an untrained ResNet-18 on ``data``."""
+    return ["evaluate", "--encoder", "random:resnet18", "--data", str(data), "--image-size", "32",
+            "--protocol", "knn", "--k", "3", "--bootstrap", "100", "--device", "cpu", "--out", str(out),
+            *extra]  # fmt: skip

@@ -3,37 +3,20 @@ one line naming the setting or file and the fix, exit 2."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
-from typer.core import TyperOption
 
-from medssl.cli import app
 from medssl.data.dataset import prepare_data
 from medssl.data.inspect import inspect_dataset
 from medssl.models.encoder import build_encoder, save_encoder
-from medssl.train.config import PretrainConfig
 
 from ..conftest import tiny_config
 from ..data.datagen import make_folder
-from .cli import assert_one_error_line, run_main
+from .cli import assert_one_error_line, evaluate, run_main
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def evaluate(out: Path, data: Path | str, *extra: str) -> list[str]:
-    return ["evaluate", "--encoder", "random:resnet18", "--data", str(data), "--image-size", "32",
-            "--protocol", "knn", "--k", "3", "--bootstrap", "100", "--device", "cpu", "--out", str(out),
-            *extra]  # fmt: skip
-
-
-@pytest.fixture
-def tissue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MEDSSL_CACHE", str(tmp_path / "cache"))
-    return make_folder(tmp_path / "tissue", {"a": 12, "b": 12}, size=32, channels=3)
 
 
 # -- paths ----------------------------------------------------------------------------------------------------
@@ -59,12 +42,6 @@ def test_a_data_path_ending_in_dotdot_is_named_by_its_folder(tissue: Path, capsy
     assert code == 0, err
     assert (out / "tissue" / "eval" / "random-resnet18").is_dir()
     assert not (out.parent / "eval").exists()  # nothing written outside --out
-
-
-def test_pretrain_without_data_is_an_error(tmp_path: Path, capsys, monkeypatch) -> None:
-    code, err = run_main(capsys, monkeypatch, "pretrain", "--epochs", "1", "--out", str(tmp_path / "r"))
-    assert_one_error_line(code, err, "--data: missing", "--data synthetic")
-    assert not (tmp_path / "r").exists()
 
 
 def test_class_folder_linked_to_another_class_is_an_error(tissue: Path, capsys, monkeypatch) -> None:
@@ -138,16 +115,6 @@ def test_corrupt_or_incomplete_encoder_json_is_one_line(
     assert_one_error_line(code, err, f"{run / 'encoder.json'}: not a complete encoder description")
 
 
-def test_unknown_devices_are_one_line(tissue: Path, capsys, monkeypatch) -> None:
-    code, err = run_main(capsys, monkeypatch, *evaluate(tissue.parent / "out", tissue, "--device", "tpu"))
-    assert_one_error_line(code, err, "--device 'tpu'", "cpu")
-    out = str(tissue.parent / "r")
-    code, err = run_main(
-        capsys, monkeypatch, "pretrain", "--data", "synthetic", "--accelerator", "tpu", "--out", out
-    )
-    assert_one_error_line(code, err, "accelerator")
-
-
 def test_a_truncated_pixel_cache_is_rebuilt_not_trusted(tmp_path: Path) -> None:
     config = tiny_config(tmp_path / "cache")
     first = np.array(prepare_data(config).images)
@@ -156,16 +123,6 @@ def test_a_truncated_pixel_cache_is_rebuilt_not_trusted(tmp_path: Path) -> None:
     again = prepare_data(config)
     np.testing.assert_array_equal(np.array(again.images), first)
     assert cache.stat().st_size > first.nbytes  # rewritten whole
-
-
-def test_a_junk_npz_given_to_compare_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
-    junk = tmp_path / "junk.npz"
-    junk.write_bytes(b"PK\x03\x04 not really a zip")
-    other = tmp_path / "other.npz"
-    np.savez(other, something=np.arange(3))
-    for path in (junk, other):
-        code, err = run_main(capsys, monkeypatch, "compare", str(path), str(path))
-        assert_one_error_line(code, err, f"{path}: not a predictions file")
 
 
 # -- words ----------------------------------------------------------------------------------------------------
@@ -188,58 +145,3 @@ def test_true_is_not_a_number_of_epochs(tmp_path: Path, capsys, monkeypatch) -> 
         capsys, monkeypatch, "pretrain", "--config", str(config), "--out", str(tmp_path / "r")
     )
     assert_one_error_line(code, err, "epochs: Value error, expected a number, not true")
-
-
-def _options() -> list[tuple[str, TyperOption]]:
-    root = typer.main.get_command(app)
-    found = []
-
-    def walk(command: typer.core.TyperCommand, name: str) -> None:
-        for sub_name, sub in getattr(command, "commands", {}).items():
-            walk(sub, f"{name} {sub_name}".strip())
-        found.extend((name, p) for p in command.params if isinstance(p, TyperOption) and p.name != "help")
-
-    walk(root, "")
-    return found
-
-
-def test_every_option_has_help_and_says_its_default() -> None:
-    for command, option in _options():
-        assert option.help, (command, option.name)
-        if option.default is None and not option.required and option.name not in ("config", "set_"):
-            assert "(default:" in option.help, (command, option.name, option.help)
-
-
-def test_pretrain_help_shows_the_config_defaults() -> None:
-    helps = {option.name: option.help for command, option in _options() if command == "pretrain"}
-    for name in ("epochs", "seed", "image_size", "devices", "knn_k"):
-        default = PretrainConfig().model_dump()[name] if name != "image_size" else 64
-        assert f"(default: {default})" in helps[name], (name, helps[name])
-
-
-def test_readme_says_which_commands_take_config_and_set() -> None:
-    with_set = sorted({command for command, option in _options() if option.name == "set_"})
-    assert with_set == ["benchmark", "pretrain"]
-    text = " ".join(README.read_text().split())
-    assert "`pretrain` and `benchmark` take `--set key=value`" in text
-    assert "Every setting can go in a YAML file" not in text
-    assert "medssl never downloads data" not in text and "pneumoniamnist" in text
-
-
-def test_evaluate_uses_the_encoders_size_and_warns_when_told_otherwise(
-    tissue: Path, capsys, monkeypatch
-) -> None:
-    run = tissue.parent / "pre"
-    save_encoder(build_encoder("resnet18"), run, method="simclr", image_size=48)
-    args = evaluate(tissue.parent / "out", tissue)
-    args[args.index("random:resnet18")] = str(run)
-    size = args.index("--image-size")
-    code, err = run_main(capsys, monkeypatch, *args[:size], *args[size + 2 :])
-    assert code == 0, err
-    assert {p.name.split("-")[1] for p in (tissue.parent / "cache").glob("*.npy")} == {"48px"}
-    code, err = run_main(
-        capsys, monkeypatch, *args[:size], "--image-size", "32", *args[size + 2 :], "--replace"
-    )
-    assert code == 0 and "pre-trained at 48 px; evaluating at --image-size 32 px" in err
-    meta = json.loads((run / "encoder.json").read_text())
-    assert meta["image_size"] == 48

@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from typer.testing import CliRunner
 
-from medssl.cli import app
 from medssl.report import write_report
 from medssl.report.html import CSP
 from medssl.report.rundir import PNG_SIGNATURE
@@ -152,13 +150,3 @@ def test_empty_results_give_a_page_that_says_so(tmp_path: Path) -> None:
     md_path, html_path = write_report(tmp_path)
     assert "no finished rows yet" in md_path.read_text()
     assert "<table>" in html_path.read_text()
-
-
-def test_cli_report_command(tmp_path: Path) -> None:
-    runner = CliRunner()
-    missing = runner.invoke(app, ["report", str(tmp_path / "nope")])
-    assert missing.exit_code != 0 and "no such run directory" in str(missing.exception)
-    (tmp_path / "results.csv").write_text("dataset,encoder,protocol\n")
-    done = runner.invoke(app, ["report", str(tmp_path)])
-    assert done.exit_code == 0, done.output
-    assert str(tmp_path / "report.html") in done.output and (tmp_path / "report.html").is_file()

@@ -106,11 +106,6 @@ def test_status_shows_running_failed_with_log_and_a_killed_cell(tmp_path: Path, 
     assert f"pending  {SSL_KNN}" in listing and "3 cells: 0 done, 0 running, 2 failed, 1 pending" in listing
 
 
-def test_status_of_a_folder_without_a_run_is_one_clear_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["status", str(tmp_path)])
-    assert result.exit_code != 0 and "no config.yaml" in str(result.exception)
-
-
 def test_each_fold_has_its_cells_and_its_probes_need_that_folds_encoder(tmp_path: Path) -> None:
     study = load_study(small_study(tmp_path, tmp_path / "cache", folds=2), ["pretrain_fractions=[1.0, 0.5]"])
     cells = {cell.name: cell for cell in study_cells(study)}

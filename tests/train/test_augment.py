@@ -8,10 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from medssl.cli import app
-from medssl.errors import ConfigError
 from medssl.train.augment import (
     PRESETS,
     HEDJitter,
@@ -177,23 +174,3 @@ def test_preview_png_size_and_original_tiles(tmp_path) -> None:
     np.testing.assert_array_equal(first[::factor, ::factor], images[chosen[0], :, :, 0])
     view = pixels[HEADER_HEIGHT : HEADER_HEIGHT + tile, left + tile + GAP : left + 2 * tile + GAP]
     assert (view[..., 0] == view[..., 1]).all() and not np.array_equal(view[::factor, ::factor, 0], first)
-
-
-def test_cli_augment_preview_on_synthetic(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("MEDSSL_CACHE", str(tmp_path / "cache"))
-    out = tmp_path / "preview.png"
-    result = CliRunner().invoke(
-        app, ["augment-preview", "--data", "synthetic", "--image-size", "32", "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
-    assert "histology" in result.output  # the synthetic data is stained tissue
-    with Image.open(out) as png:
-        assert png.size == grid_size(32, 1, 4, 6)
-    result = CliRunner().invoke(
-        app, ["augment-preview", "--data", "synthetic", "--preset", "all", "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
-    with Image.open(out) as png:
-        assert png.size == grid_size(64, 3, 4, 6)
-    result = CliRunner().invoke(app, ["augment-preview", "--data", "synthetic", "--preset", "mri"])
-    assert isinstance(result.exception, ConfigError)

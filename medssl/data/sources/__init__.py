@@ -43,6 +43,12 @@ def _register_builtin() -> None:
     SOURCES["folder"] = SOURCES.pop("folder")  # last even if imported early, e.g. by a test
 
 
+def layout_names() -> tuple[str, ...]:
+    """Every value of ``--layout`` / ``data.layout``: ``auto``, each registered adapter, ``synthetic``."""
+    _register_builtin()
+    return ("auto", *SOURCES, "synthetic")
+
+
 def load_table(path: str | Path, layout: str = "auto") -> ImageTable:
     """Load ``path`` with the adapter named ``layout``, or the first one that recognises it."""
     _register_builtin()  # cheap after the first call
