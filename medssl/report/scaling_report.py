@@ -157,6 +157,19 @@ def pool_label_table(rows: Sequence[Row], dataset: str, protocol: str, metric: s
     return Table(columns, body, caption, notes, kind="study")
 
 
+IMBALANCED_NOTE = (
+    "The classes are imbalanced (the largest over 60% of the test images), so the verdict's primary metric is "
+    "balanced accuracy. Balanced accuracy has no confidence interval in results.csv, so the crossover is "
+    "stated in AUROC first, then in accuracy, which rewards predicting the largest class."
+)
+
+
+def crossover_metrics(primary_metric: str) -> tuple[str, ...]:
+    """The metrics a crossover is stated in: accuracy, or AUROC first where classes are imbalanced (the
+    verdict's primary metric, balanced accuracy, has no CI columns)."""
+    return ("accuracy",) if primary_metric == "accuracy" else ("auroc", "accuracy")
+
+
 def scaling_blocks(ctx: Context) -> list[Block]:
     """The report's scaling part (figure, crossover statements, pool × label table); empty for one pool."""
     rows = read_result_rows(ctx.run.root / RESULTS)
@@ -173,13 +186,18 @@ def scaling_blocks(ctx: Context) -> list[Block]:
     png = scaling_figure(rows, ctx.dataset)
     blocks += [Figure(f"{ctx.key}-scaling", png, caption, "Pre-training-set scaling curves")]
     fraction = full_label_fraction(rows, ctx.dataset)
+    metrics = crossover_metrics(ctx.primary_metric)
+    if len(metrics) > 1:
+        blocks.append(Paragraph([Span(IMBALANCED_NOTE)], "note"))
     for protocol in pool_protocols(rows, ctx.dataset):
-        result = crossover(
-            rows, ctx.dataset, protocol, "accuracy", fraction, ctx.run.predictions, ctx.n_bootstrap
-        )
-        if result is not None:
-            kind = "verdict-better" if result.reached else "verdict-same"
-            blocks.append(Paragraph([Span(result.sentence(PROTOCOL_NAMES.get(protocol, protocol)))], kind))
+        for metric in metrics:
+            result = crossover(
+                rows, ctx.dataset, protocol, metric, fraction, ctx.run.predictions, ctx.n_bootstrap
+            )
+            if result is not None:
+                kind = "verdict-better" if result.reached else "verdict-same"
+                text = result.sentence(PROTOCOL_NAMES.get(protocol, protocol))
+                blocks.append(Paragraph([Span(text)], kind))
     protocol = next((p for p in VERDICT_PROTOCOLS if p in pool_protocols(rows, ctx.dataset)), None)
     if protocol is not None:
         blocks.append(pool_label_table(rows, ctx.dataset, protocol))

@@ -56,3 +56,27 @@ def test_pool_by_label_fraction_table_for_the_best_method() -> None:
     assert (table.rows[2][2].main, table.rows[2][2].sub) == ("79.5", "± 0.7")
     assert "VICReg (resnet18)" in table.caption[0].text
     assert table.rows[3][1].main == "77.0"
+
+
+@pytest.mark.parametrize("primary", ["accuracy", "balanced_accuracy"])
+def test_crossover_follows_the_verdicts_primary_metric(tmp_path: Path, primary: str) -> None:
+    """Balanced classes: the crossover in accuracy. Imbalanced: in AUROC first (balanced accuracy, the verdict's
+    primary metric, has no CI), then accuracy, with a note saying why."""
+    from types import SimpleNamespace
+
+    from medssl.report.scaling_report import IMBALANCED_NOTE, scaling_blocks
+    from medssl.rundir.results import RESULTS, append_results
+
+    append_results(tmp_path / RESULTS, _study_rows())
+    run = SimpleNamespace(root=tmp_path, predictions=lambda path: None, meta=lambda key: None)
+    ctx = SimpleNamespace(run=run, dataset="ds", key="d1-ds", n_bootstrap=200, primary_metric=primary)
+    texts = [span.text for block in scaling_blocks(ctx) for span in getattr(block, "content", [])]
+    statements = [t for t in texts if t.startswith(("kNN, ", "Linear probe, "))]
+    if primary == "accuracy":
+        assert [t.split(":")[0] for t in statements] == ["kNN, accuracy", "Linear probe, accuracy"]
+        assert IMBALANCED_NOTE not in texts
+    else:
+        assert [t.split(":")[0] for t in statements] == [
+            "kNN, auroc", "kNN, accuracy", "Linear probe, auroc", "Linear probe, accuracy",
+        ]  # fmt: skip
+        assert IMBALANCED_NOTE in texts
