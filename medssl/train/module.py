@@ -7,6 +7,7 @@ What training watches (non-finite losses, the kNN monitor, ``history.csv``) live
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 
 import pytorch_lightning as pl
 import torch
@@ -64,9 +65,10 @@ class PretrainModule(pl.LightningModule):
         )
         return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
 
-    @property
+    @cached_property
     def total_steps(self) -> int:
-        """Optimiser steps of the whole run: the step budget, else every batch of every epoch."""
+        """Optimiser steps of the whole run: the step budget, else every batch of every epoch (read once, when
+        the Trainer first asks for the optimiser; not recomputed every step)."""
         return max(1, self.step_budget or int(self.trainer.estimated_stepping_batches))
 
     def on_fit_start(self) -> None:

@@ -71,35 +71,41 @@ def test_tiny_grid_end_to_end(tmp_path: Path, pixel_cache: Path) -> None:
     assert len(rows(run)) == EXPECTED_CELLS
 
 
-def _benchmark(config: Path, out: Path) -> list[str]:
+def benchmark_args(config: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "medssl.cli", "benchmark", str(config), "--out", str(out)]
+
+
+def kill_after_rows(config: Path, out: Path, env: dict, min_rows: int, timeout: float) -> list[dict]:
+    """Run ``medssl benchmark`` in a child process, SIGKILL it once ``min_rows`` cells are in results.csv, and
+    return the rows it left."""
+    process = subprocess.Popen(
+        benchmark_args(config, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if (out / "results.csv").exists() and len(rows(out)) >= min_rows:
+            break
+        time.sleep(0.1)
+    assert process.poll() is None, "the grid finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return rows(out)
 
 
 def test_killed_grid_resumes_without_losing_or_repeating_cells(tmp_path: Path, pixel_cache: Path) -> None:
     config = tiny_study(tmp_path, pixel_cache)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        _benchmark(config, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline and process.poll() is None:
-        if (killed / "results.csv").exists() and len(rows(killed)) >= 3:
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, "the grid finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    before = rows(killed)
+    before = kill_after_rows(config, killed, env, min_rows=3, timeout=240)
     assert 3 <= len(before) < EXPECTED_CELLS
-    subprocess.run(_benchmark(config, killed), env=env, check=True, capture_output=True, timeout=400)
+    subprocess.run(benchmark_args(config, killed), env=env, check=True, capture_output=True, timeout=400)
     after = rows(killed)
     counts = Counter(tuple(r[k] for k in KEY) for r in after)
     assert len(counts) == EXPECTED_CELLS and max(counts.values()) == 1
     assert after[: len(before)] == before  # finished cells kept as they were
     # The same study run without interruption (same thread count) gives the same figures.
     whole = tmp_path / "whole"
-    subprocess.run(_benchmark(config, whole), env=env, check=True, capture_output=True, timeout=400)
+    subprocess.run(benchmark_args(config, whole), env=env, check=True, capture_output=True, timeout=400)
     reference = {tuple(r[k] for k in KEY): r["accuracy"] for r in rows(whole) if r["protocol"] != "finetune"}
     resumed = {tuple(r[k] for k in KEY): r["accuracy"] for r in after if r["protocol"] != "finetune"}
     assert resumed == reference

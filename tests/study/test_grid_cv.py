@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
 import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from medssl.study import grid as grid_module
 from medssl.study import load_study, run_study
 from medssl.study.grid import StudyRunner
 
-from .test_grid import rows
+from .test_grid import benchmark_args, kill_after_rows, rows
 
 KEY = ("dataset", "encoder", "protocol", "label_fraction", "seed", "fold")
 FOLDS = 3
@@ -73,28 +70,13 @@ def test_cv_grid_pretrains_each_fold_on_its_training_images_only(tmp_path, pixel
     assert StudyRunner(study, run).pending_units() == 0
 
 
-def _benchmark(config: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "medssl.cli", "benchmark", str(config), "--out", str(out)]
-
-
 def test_killed_cv_grid_resumes_without_losing_or_repeating_cells(tmp_path: Path, pixel_cache: Path) -> None:
     config = cv_study(tmp_path, pixel_cache, epochs=2)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        _benchmark(config, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if (killed / "results.csv").exists() and len(rows(killed)) >= CELLS_PER_FOLD:
-            break  # the first fold's cells are done
-        time.sleep(0.1)
-    assert process.poll() is None, "the grid finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    before = rows(killed)
+    before = kill_after_rows(config, killed, env, min_rows=CELLS_PER_FOLD, timeout=300)  # fold 1's cells done
     assert CELLS_PER_FOLD <= len(before) < FOLDS * CELLS_PER_FOLD
-    subprocess.run(_benchmark(config, killed), env=env, check=True, capture_output=True, timeout=500)
+    subprocess.run(benchmark_args(config, killed), env=env, check=True, capture_output=True, timeout=500)
     after = rows(killed)
     counts = Counter(tuple(r[k] for k in KEY) for r in after)
     assert len(counts) == FOLDS * CELLS_PER_FOLD and max(counts.values()) == 1  # none lost, none twice
