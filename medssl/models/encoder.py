@@ -12,7 +12,7 @@ from torch import nn
 
 from medssl.errors import MedsslError
 from medssl.models.backbones import Init, backbone_spec, build_backbone
-from medssl.rundir.atomic import atomic_write
+from medssl.rundir.atomic import atomic_write, torch_save
 from medssl.rundir.encoder_meta import ENCODER_META, ENCODER_WEIGHTS, read_encoder_meta, write_encoder_meta
 
 
@@ -58,7 +58,7 @@ def save_encoder(encoder: Encoder, directory: str | Path, **meta: Any) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     info = {**encoder.meta, **meta}
     weights = directory / ENCODER_WEIGHTS
-    atomic_write(weights, lambda p: torch.save(encoder.backbone.state_dict(), p), _write_failed(weights))
+    atomic_write(weights, lambda p: torch_save(encoder.backbone.state_dict(), p), _write_failed(weights))
     write_encoder_meta(directory, info, _write_failed(directory / ENCODER_META))
     return directory
 

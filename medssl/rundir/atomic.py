@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 TEMP_MARK = ".tmp"
+TORCH_WRITE_FAILURES = ("PytorchStreamWriter failed", "unexpected pos")
+"""How ``torch.save`` words a write that stopped short (full disk, file-size limit): a RuntimeError."""
 
 
 def temporary_name(path: Path) -> Path:
@@ -40,6 +45,20 @@ def atomic_write(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def torch_save(obj: object, path: Path) -> None:
+    """``torch.save`` whose failed write is an ``OSError`` naming the free space, as every other write's is.
+
+    torch's zip writer loses the errno of a full disk and raises ``RuntimeError: unexpected pos ...``.
+    """
+    try:
+        torch.save(obj, path)
+    except RuntimeError as error:
+        if not any(words in str(error) for words in TORCH_WRITE_FAILURES):
+            raise
+        free = shutil.disk_usage(path.parent).free / 2**30
+        raise OSError(f"the write stopped short; {free:.2f} GiB free on that disk") from None
 
 
 def write_text(path: str | Path, text: str, on_error: Callable[[OSError], Exception] | None = None) -> Path:

@@ -9,7 +9,7 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from medssl.errors import TrainingError
-from medssl.rundir.atomic import atomic_write
+from medssl.rundir.atomic import atomic_write, torch_save
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -21,7 +21,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         atomic_write(
             path,
-            lambda tmp: torch.save(checkpoint, tmp),
+            lambda tmp: torch_save(checkpoint, tmp),
             on_error=lambda error: TrainingError(
                 f"{path}: could not write the checkpoint ({error}); the previous one is intact — free disk space "
                 "and rerun the same command with --resume"
