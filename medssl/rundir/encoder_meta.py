@@ -44,12 +44,17 @@ def read_encoder_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
-def recorded_settings(directory: Path) -> dict[str, Any] | None:
-    """The keyed ``settings`` recorded in ``directory/encoder.json``; None when the file, or the record, is
-    missing or unreadable (an unfinished run, or one written before settings were recorded)."""
+def recorded_meta(directory: Path) -> dict[str, Any]:
+    """``directory/encoder.json`` as written; empty when it is missing or unreadable (an unfinished run)."""
     try:
         meta = json.loads((directory / ENCODER_META).read_text())
     except (OSError, ValueError):
-        return None
-    settings = meta.get("settings") if isinstance(meta, dict) else None
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def recorded_settings(directory: Path) -> dict[str, Any] | None:
+    """The keyed ``settings`` recorded in ``directory/encoder.json``; None when the file, or the record, is
+    missing or unreadable (an unfinished run, or one written before settings were recorded)."""
+    settings = recorded_meta(directory).get("settings")
     return settings if isinstance(settings, dict) else None

@@ -200,6 +200,16 @@ def _rewrite(path: Path, keep: Callable[[Result], bool], add: Iterable[Mapping[s
     return dropped
 
 
+def update_result_rows(path: str | Path, update: Callable[[dict[str, str]], Mapping[str, Any]]) -> None:
+    """Rewrite ``path`` atomically with ``update(row)`` in place of each row, in the same order (for columns
+    a row lacks, e.g. the pool of an encoder trained before its study had a ``pretrain_fractions`` axis)."""
+    path = Path(path)
+    with locked(path):
+        rows = [update(row) for row in _raw_rows(path) if row.get("protocol")]
+        columns = _columns(_header(path), rows)
+        atomic_write(path, lambda tmp: tmp.write_text(_csv_text(rows, columns, header=True)))
+
+
 def append_results(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """Append ``rows`` (extra keys ignored, missing ones left empty), writing the header if the file is new."""
     rows = list(rows)

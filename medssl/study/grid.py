@@ -35,9 +35,16 @@ from medssl.errors import Interrupted
 from medssl.evaluate.api import evaluate_encoder
 from medssl.models.encoder import ENCODER_META, Encoder, encoder_from_spec, load_encoder
 from medssl.rundir.atomic import write_text
-from medssl.rundir.encoder_meta import recorded_settings
+from medssl.rundir.encoder_meta import recorded_meta, recorded_settings
 from medssl.rundir.paths import check_apart, check_out
-from medssl.rundir.results import CellId, read_results
+from medssl.rundir.results import (
+    POOL_COLUMNS,
+    CellId,
+    parse_fold,
+    read_result_rows,
+    read_results,
+    update_result_rows,
+)
 from medssl.rundir.settings import (
     cell_settings,
     changed_common,
@@ -76,6 +83,15 @@ def scaling(study: StudyConfig) -> bool:
     return study.pretrain_fractions != [1.0]
 
 
+def encoder_suffix(pool: float, seed: int) -> str:
+    """``-p<pool>`` and ``-s<seed>`` only where they differ from the defaults (the whole pool, seed 0).
+
+    So an encoder keeps its name when a study grows more pools or seeds: a rerun with ``pretrain_seeds: 3``
+    or a ``pretrain_fractions`` axis reuses every finished run instead of training it again under a new one.
+    """
+    return (f"-p{pool:g}" if pool != 1.0 else "") + (f"-s{seed}" if seed else "")
+
+
 def ssl_jobs(study: StudyConfig, data_config: DataConfig) -> list[EncoderJob]:
     finetune = "ssl" in study.evaluation.finetune
     jobs = []
@@ -84,13 +100,11 @@ def ssl_jobs(study: StudyConfig, data_config: DataConfig) -> list[EncoderJob]:
             for init in study.inits:
                 for pool in study.pretrain_fractions:
                     for seed in range(study.pretrain_seeds):
-                        suffix = f"-p{pool:g}" if scaling(study) else ""
-                        suffix += f"-s{seed}" if study.pretrain_seeds > 1 else ""
                         cell = {"method": method, "backbone": backbone, "init": init, "seed": seed}
                         config = study.pretrain.model_copy(
                             update={**cell, "pool_fraction": pool, "data": data_config, "progress_bar": False}
                         )
-                        encoder_id = f"{method}-{backbone}-{init}{suffix}"
+                        encoder_id = f"{method}-{backbone}-{init}{encoder_suffix(pool, seed)}"
                         jobs.append(EncoderJob(encoder_id, pretrain=config, finetune=finetune))
     return jobs
 
@@ -350,10 +364,46 @@ class StudyRunner:
                 "Pass --restart to start over (the old run is kept beside it)",
             )
 
-    def run(self) -> Path:
+    def start(self) -> None:
+        """What every launcher does before the first cell: the checks, then config.yaml and the pool
+        columns of rows made before the study had a pool axis."""
         self.check()  # out and the settings of earlier results, before anything is written
         preflight(self.study, self.out)  # every prerequisite, before anything is written or trained
         _write_config(self.study, self.out, self.command)
+        self.fill_pools()
+
+    def fill_pools(self) -> None:
+        """Give the rows of an SSL encoder trained before this study had ``pretrain_fractions`` (so on the
+        whole pool, under the same name) the pool its ``encoder.json`` records, so the curves include it."""
+        results = self.out / "results.csv"
+        if not scaling(self.study) or not results.is_file():
+            return
+        pools = self.recorded_pools()
+
+        def pool(row: dict[str, str]) -> tuple | None:
+            key = (row["dataset"], row["encoder"], parse_fold(row.get("fold")))
+            return None if row.get(POOL_COLUMNS[0]) else pools.get(key)
+
+        def filled(row: dict[str, str]) -> dict:
+            found = pool(row)
+            return {**row, **dict(zip(POOL_COLUMNS, found, strict=True))} if found else row
+
+        if any(pool(row) for row in read_result_rows(results)):
+            update_result_rows(results, filled)
+
+    def recorded_pools(self) -> dict[tuple, tuple]:
+        """(dataset, encoder id, fold) → (pool fraction, pool images) of every finished SSL encoder."""
+        pools = {}
+        for name, data_config in self.study.datasets.items():
+            for fold in fold_numbers(data_config):
+                for job in ssl_jobs(self.study, data_config):
+                    meta = recorded_meta(self.pretrain_dir(name, job, fold))
+                    if "pool_fraction" in meta and "pool_images" in meta:
+                        pools[name, job.encoder_id, fold] = (meta["pool_fraction"], meta["pool_images"])
+        return pools
+
+    def run(self) -> Path:
+        self.start()
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
         columns += [TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
         with quiet_lightning_logs(), Progress(*columns, disable=not self.show_progress) as progress:

@@ -29,8 +29,7 @@ from medssl.errors import Interrupted, MedsslError
 from medssl.rundir.settings import data_settings
 from medssl.study.cells import done_cells, study_cells
 from medssl.study.config import SlurmSettings, StudyConfig
-from medssl.study.grid import EncoderJob, StudyRunner, _write_config
-from medssl.study.preflight import preflight
+from medssl.study.grid import EncoderJob, StudyRunner
 from medssl.study.state import cell_folder
 from medssl.train.api import world_size
 
@@ -101,9 +100,7 @@ def prepare_run(study: StudyConfig, out: str | Path, command: str | None) -> Stu
     its cache and split once, every fold under cross-validation (so workers only read them: the same
     split.csv as the sequential run), and the augmentation previews."""
     runner = StudyRunner(study, out, command, show_progress=False)
-    runner.check()
-    preflight(study, runner.out)
-    _write_config(study, runner.out, command)
+    runner.start()
     for name, data_config in study.datasets.items():
         runner.preview(
             prepare_folds(data_config.model_copy(update={"name": name}), run_dir=runner.out / name)[0]

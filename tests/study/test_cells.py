@@ -53,13 +53,13 @@ def test_cells_and_their_dependencies_follow_the_study(tmp_path: Path) -> None:
     study = load_study(small_study(tmp_path, tmp_path / "cache"), ["pretrain_seeds=2"])
     cells = {cell.name: cell for cell in study_cells(study)}
     assert set(cells) == {
-        "tiny/pretrain/simclr-resnet18-random-s0", "tiny/pretrain/simclr-resnet18-random-s1",
-        "tiny/simclr-resnet18-random-s0/knn/f1/s0", "tiny/simclr-resnet18-random-s1/knn/f1/s0", BASELINE_KNN,
+        "tiny/pretrain/simclr-resnet18-random", "tiny/pretrain/simclr-resnet18-random-s1",
+        "tiny/simclr-resnet18-random/knn/f1/s0", "tiny/simclr-resnet18-random-s1/knn/f1/s0", BASELINE_KNN,
     }  # fmt: skip
     assert cells["tiny/simclr-resnet18-random-s1/knn/f1/s0"].needs == (
         "tiny/pretrain/simclr-resnet18-random-s1",
     )
-    assert cells[BASELINE_KNN].needs == () and cells["tiny/pretrain/simclr-resnet18-random-s0"].needs == ()
+    assert cells[BASELINE_KNN].needs == () and cells["tiny/pretrain/simclr-resnet18-random"].needs == ()
 
 
 def test_dry_run_lists_cells_and_what_is_done_running_nothing(tmp_path: Path, pixel_cache: Path) -> None:
@@ -109,7 +109,7 @@ def test_status_shows_running_failed_with_log_and_a_killed_cell(tmp_path: Path, 
 def test_each_fold_has_its_cells_and_its_probes_need_that_folds_encoder(tmp_path: Path) -> None:
     study = load_study(small_study(tmp_path, tmp_path / "cache", folds=2), ["pretrain_fractions=[1.0, 0.5]"])
     cells = {cell.name: cell for cell in study_cells(study)}
-    ssl = ("simclr-resnet18-random-p1", "simclr-resnet18-random-p0.5")  # one SSL cell per pre-training pool
+    ssl = ("simclr-resnet18-random", "simclr-resnet18-random-p0.5")  # one SSL cell per pre-training pool
     expected = {}
     for fold in (1, 2):
         for encoder in ssl:

@@ -11,13 +11,14 @@ import pytest
 import yaml
 
 from medssl.errors import ConfigError
+from medssl.report.scaling import scaling_points
 from medssl.rundir.results import POOL_COLUMNS, RESULT_COLUMNS, read_result_rows
 from medssl.study import load_study, run_study
 from medssl.study.grid import ssl_jobs
 from medssl.study.preflight import estimated_checkpoint_bytes
 
 STEPS = 4
-SSL = ("simclr-resnet18-random-p0.5", "simclr-resnet18-random-p1")
+SSL = ("simclr-resnet18-random-p0.5", "simclr-resnet18-random")
 
 
 def scaling_study(tmp_path: Path, cache: Path, **extra) -> Path:
@@ -38,17 +39,25 @@ def scaling_study(tmp_path: Path, cache: Path, **extra) -> Path:
     return path
 
 
-def test_without_the_axis_ids_and_pretraining_are_unchanged(tmp_path: Path, pixel_cache: Path) -> None:
+def test_ids_name_only_the_pools_and_seeds_that_are_not_the_default(
+    tmp_path: Path, pixel_cache: Path
+) -> None:
     study = load_study(scaling_study(tmp_path, pixel_cache, pretrain_seeds=2))
     plain = study.model_copy(update={"pretrain_fractions": [1.0]})
     data = study.datasets["tiny"]
     assert [j.encoder_id for j in ssl_jobs(plain, data)] == [
-        "simclr-resnet18-random-s0",
+        "simclr-resnet18-random",
         "simclr-resnet18-random-s1",
     ]
     assert all(j.pretrain.pool_fraction == 1.0 for j in ssl_jobs(plain, data))
     ids = [j.encoder_id for j in ssl_jobs(study, data)]
-    assert ids == [f"simclr-resnet18-random-p{p}-s{s}" for p in ("0.5", "1") for s in (0, 1)]
+    assert ids == [
+        "simclr-resnet18-random-p0.5", "simclr-resnet18-random-p0.5-s1",
+        "simclr-resnet18-random", "simclr-resnet18-random-s1",
+    ]  # fmt: skip
+    # A one-seed, whole-pool study's encoder keeps its name in the grown study: its finished run is reused.
+    single = study.model_copy(update={"pretrain_fractions": [1.0], "pretrain_seeds": 1})
+    assert {j.encoder_id for j in ssl_jobs(single, data)} < set(ids)
     assert estimated_checkpoint_bytes(study) == 2 * estimated_checkpoint_bytes(
         plain
     )  # two pools, twice the runs
@@ -84,6 +93,38 @@ def test_scaling_study_end_to_end(tmp_path: Path, pixel_cache: Path) -> None:
         "first beats ImageNet frozen" in report or "does not beat" in report
     )
     assert "by pre-training pool size × fraction of training labels" in report
+
+
+def test_a_finished_study_grown_by_a_seed_and_a_pool_trains_only_the_new_encoders(
+    tmp_path: Path, pixel_cache: Path
+) -> None:
+    run, old = tmp_path / "run", "simclr-resnet18-random"
+    weights = run / "tiny" / "pretrain" / old / "encoder.pt"
+    run_study(
+        load_study(scaling_study(tmp_path, pixel_cache, pretrain_fractions=[1.0])), run, show_progress=False
+    )
+    before, trained_at = read_result_rows(run / "results.csv"), weights.stat().st_mtime_ns
+    assert "pretrain_fraction" not in before[0]  # a study without the axis: the old schema
+    grown = load_study(scaling_study(tmp_path, pixel_cache, pretrain_seeds=2))  # pools [1.0, 0.5], seeds 0-1
+    run_study(grown, run, show_progress=False)
+    assert weights.stat().st_mtime_ns == trained_at  # the finished run is reused, not trained again
+    assert {p.name for p in (run / "tiny" / "pretrain").iterdir()} == {
+        old,
+        f"{old}-s1",
+        f"{old}-p0.5",
+        f"{old}-p0.5-s1",
+    }
+    rows = read_result_rows(run / "results.csv")
+    mine = [r for r in rows if r["encoder"] == old]
+    assert [{k: r[k] for k in before[0]} for r in mine] == [r for r in before if r["encoder"] == old]
+    full = json.loads((run / "tiny" / "pretrain" / old / "encoder.json").read_text())
+    assert all(
+        r["pretrain_fraction"] == "1.0" and r["pretrain_images"] == str(full["pool_images"]) for r in mine
+    )  # its pool is filled in, so the curve's whole-pool point has both seeds
+    points = scaling_points(rows, "tiny", "knn")["simclr-resnet18-random"]
+    assert [(p.pool_fraction, sorted(p.runs)) for p in points] == [
+        (0.5, [f"{old}-p0.5", f"{old}-p0.5-s1"]), (1.0, [old, f"{old}-s1"])
+    ]  # fmt: skip
 
 
 def test_pools_without_a_step_budget_warn(tmp_path: Path, pixel_cache: Path) -> None:
