@@ -107,6 +107,24 @@ def _predictions(ctx: Context, ssl: StudyRow, imagenet: StudyRow, protocol: str)
     return seed, [*files_a, *files_b], align(a, b) if a is not None and b is not None else None
 
 
+def _field_text(ctx: Context, protocol: str) -> str:
+    """How many encoders of each kind the pair was picked from, and why that matters when it is several."""
+    counts = [
+        sum(1 for row in ctx.table.rows if protocol in row.cells and kind(row))
+        for kind in (lambda r: r.info.is_ssl, lambda r: r.info.method == "imagenet")
+    ]
+    if max(counts) < 2:
+        return ""
+    ssl, imagenet = (
+        f"{n} {name} encoder{'s' if n != 1 else ''}"
+        for n, name in zip(counts, ("in-domain SSL", "ImageNet"), strict=True)
+    )
+    return (
+        f" (of {ssl} and {imagenet}; picked on these test images, so the larger field's best is favoured "
+        "and the difference reads somewhat larger than it is)"
+    )
+
+
 def verdict_blocks(ctx: Context) -> list[Block]:
     """Heading, the verdict sentence, its primary metric, its statistics, and the prediction files."""
     blocks: list[Block] = [Heading("Verdict: in-domain SSL vs ImageNet transfer", 3)]
@@ -154,7 +172,7 @@ def verdict_blocks(ctx: Context) -> list[Block]:
         f"{protocol_name}, label fraction {format_fraction(ctx.table.fraction)}, seed {seed}, {scored}; "
         f"paired bootstrap with {n} resamples of the test images: {'; '.join(differences)}; {auroc_text}. "
         f"The two encoders are the best of each kind by {protocol_name.lower()} {METRIC_WORDS[metric]} "
-        f"in the table above; significance level {ALPHA}."
+        f"in the table above{_field_text(ctx, protocol)}; significance level {ALPHA}."
     )
     return [
         *blocks,

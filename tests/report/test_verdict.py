@@ -118,6 +118,24 @@ def test_clear_difference_gives_a_significant_verdict(tmp_path: Path, ssl_wins: 
     assert "No encoder has retrieval images" in md and "No pre-training history.csv" in md
 
 
+def test_the_verdict_says_how_many_encoders_it_picked_from(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    _minimal_run(tmp_path, np.ones(60, bool), rng.random(60) < 0.5)
+    one_each = write_report(tmp_path, n_bootstrap=200)[0].read_text()
+    assert "in-domain SSL and" not in one_each  # one of each: nothing was picked
+    y, weaker = np.repeat(np.arange(3), 20), rng.random(60) < 0.7
+    extra = _predictions(tmp_path, "simclr-resnet18-random", y, weaker, rng)
+    with (tmp_path / "results.csv").open("a", newline="") as handle:
+        row = _row("simclr-resnet18-random", "simclr", weaker.mean(), extra)
+        csv.DictWriter(handle, fieldnames=RESULT_COLUMNS, extrasaction="ignore").writerow(row)
+    md = write_report(tmp_path, n_bootstrap=200)[0].read_text()
+    assert (
+        "best of each kind by linear probe accuracy in the table above (of 2 in-domain SSL encoders and 1 ImageNet encoder;"
+        in md
+    )
+    assert "picked on these test images" in md
+
+
 def _verdict_line(md: str) -> str:
     return next(line for line in md.splitlines() if "points of accuracy" in line or "No verdict" in line)
 
