@@ -194,10 +194,14 @@ def _rewrite(path: Path, keep: Callable[[Result], bool], add: Iterable[Mapping[s
     rows = _raw_rows(path) if path.is_file() else []
     kept: list[Mapping[str, Any]] = [row for row in rows if row.get("protocol") and keep(_typed(row))]
     dropped = len(rows) - len(kept)
-    written = [*kept, *add]
-    columns = _columns(_header(path) if path.is_file() else [], written)
-    atomic_write(path, lambda tmp: tmp.write_text(_csv_text(written, columns, header=True)))
+    _write_rows(path, [*kept, *add])
     return dropped
+
+
+def _write_rows(path: Path, rows: list[Mapping[str, Any]]) -> None:
+    """Write ``rows`` over ``path`` atomically, in the current schema (lock held by the caller)."""
+    columns = _columns(_header(path) if path.is_file() else [], rows)
+    atomic_write(path, lambda tmp: tmp.write_text(_csv_text(rows, columns, header=True)))
 
 
 def update_result_rows(path: str | Path, update: Callable[[dict[str, str]], Mapping[str, Any]]) -> None:
@@ -205,9 +209,7 @@ def update_result_rows(path: str | Path, update: Callable[[dict[str, str]], Mapp
     a row lacks, e.g. the pool of an encoder trained before its study had a ``pretrain_fractions`` axis)."""
     path = Path(path)
     with locked(path):
-        rows = [update(row) for row in _raw_rows(path) if row.get("protocol")]
-        columns = _columns(_header(path), rows)
-        atomic_write(path, lambda tmp: tmp.write_text(_csv_text(rows, columns, header=True)))
+        _write_rows(path, [update(row) for row in _raw_rows(path) if row.get("protocol")])
 
 
 def append_results(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
