@@ -179,10 +179,18 @@ def pretrain(
         str | None, typer.Option(help="Folder layout ('auto' detects it) (default: auto).")
     ] = None,
     backbone: Annotated[
-        str | None, typer.Option(help="resnet18, resnet50 or efficientnet_lite0 (default: resnet18).")
+        str | None,
+        typer.Option(
+            help="resnet18, resnet50, efficientnet_lite0, vit_tiny, vit_small (8 px patches; vit_tiny_p4, "
+            "vit_small_p4: 4 px) or timm:<model name> (default: resnet18)."
+        ),
     ] = None,
     init: Annotated[
-        str | None, typer.Option(help="random, or imagenet for continued pre-training (default: random).")
+        str | None,
+        typer.Option(
+            help="random; imagenet for continued pre-training; pretrained: the weights a timm:<name> backbone "
+            "names (e.g. DINOv2's) (default: random)."
+        ),
     ] = None,
     recipe: Annotated[
         str | None,
@@ -408,7 +416,11 @@ def _image_size(given: int | None, encoder_meta: dict) -> int:
 @app.command("evaluate")
 def evaluate_command(
     encoder: Annotated[
-        str, typer.Option(help="Pre-training run dir, imagenet:<backbone> or random:<backbone>.")
+        str,
+        typer.Option(
+            help="Pre-training run dir, imagenet:<backbone>, random:<backbone>, timm:<model name>[@<weights "
+            "file>] or hf:<model folder>."
+        ),
     ],
     data: Annotated[str, typer.Option(help="Dataset folder, .npz, .csv, MedMNIST name or 'synthetic'.")],
     config: Annotated[
@@ -489,6 +501,7 @@ def evaluate_command(
     check_apart(data, out)
     model = encoder_from_spec(encoder)
     size = _image_size(image_size, model.meta)
+    model.check_image_size(size)
     skip = True if skip_bad_images else None
     data_config = _data_config(None, None, data, layout=layout, image_size=size, skip_bad_images=skip)
     out.mkdir(parents=True, exist_ok=True)

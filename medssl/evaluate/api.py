@@ -36,7 +36,9 @@ from medssl.evaluate.metrics import (
 )
 from medssl.evaluate.probe import linear_probe
 from medssl.models.encoder import Encoder, encoder_from_spec
+from medssl.models.specs import path_safe
 from medssl.rundir.atomic import write_text
+from medssl.rundir.encoder_meta import write_encoder_meta
 from medssl.rundir.features import FEATURES
 from medssl.rundir.lock import locked
 from medssl.rundir.predictions import load_predictions, predictions_name, save_predictions
@@ -82,15 +84,19 @@ def encoder_identity(encoder: Encoder, protocol: str | None = None) -> dict[str,
     """``encoder`` id, ``method``, ``backbone`` and ``init`` of a row, from ``encoder.meta``.
 
     Ids follow the run-directory convention: ``<method>-<backbone>-<init>`` for pre-trained encoders,
-    ``imagenet-<bb>`` / ``random-<bb>`` for the baselines. An untrained encoder that is fine-tuned is the
+    ``imagenet-<bb>`` / ``random-<bb>`` for the baselines, ``timm-<name>`` / ``hf-<folder>`` for the
+    ``timm:`` and ``hf:`` specs, whose method is their kind (``imagenet`` or ``foundation``), init their
+    family and backbone their ``title`` (``DINOv2 ViT-S/14``). An untrained encoder that is fine-tuned is the
     supervised-from-scratch baseline: method ``supervised`` (the id stays ``random-<bb>``).
     """
     meta = encoder.meta
     backbone = str(meta.get("backbone", encoder.name))
     init = str(meta.get("init", "random"))
     method = str(meta.get("method", "unknown"))
-    default_id = f"{method}-{backbone}" if method in BASELINE_METHODS else f"{method}-{backbone}-{init}"
+    name = path_safe(backbone)
+    default_id = f"{method}-{name}" if method in BASELINE_METHODS else f"{method}-{name}-{init}"
     encoder_id = str(meta.get("encoder_id") or default_id)
+    backbone = str(meta.get("title") or backbone)  # timm: and hf: encoders: the model's name for readers
     if method == "random" and protocol == "finetune":
         method = "supervised"
     return {"encoder": encoder_id, "method": method, "backbone": backbone, "init": init}
@@ -447,6 +453,8 @@ def evaluate_encoder(
         data.fold,
     )
     eval_dir = dataset_dir(out_dir, data) / "eval" / name
+    if plan and encoder.meta.get("source"):  # a baseline spec: what it is, its kind and input conventions
+        write_encoder_meta(eval_dir, encoder.meta)
     features = None
     if any(cell.protocol in FROZEN_PROTOCOLS for cell in plan):
         features = encoder_features(encoder, data, eval_dir / FEATURES, device=device)

@@ -24,10 +24,13 @@ SSL_METHODS = tuple(METHODS)
 METHOD_NAMES = {
     **{name: method.title for name, method in METHODS.items()},
     "imagenet": "ImageNet",
+    "foundation": "Foundation model",
     "random": "Random init",
     "supervised": "Supervised from scratch",
 }
-BASELINE_ORDER = ("imagenet", "random", "supervised")
+BASELINE_ORDER = ("imagenet", "foundation", "random", "supervised")
+WEIGHT_SOURCES = ("timm", "hf")
+"""``init`` of the rows of ``timm:`` and ``hf:`` encoders: where their weights came from."""
 VERDICT_PROTOCOLS = ("linear", "knn", "knn_weighted")
 
 
@@ -48,8 +51,10 @@ class EncoderInfo:
     def label(self) -> str:
         name = METHOD_NAMES.get(self.method, self.method)
         details = [self.backbone] if self.backbone else []
-        if self.is_ssl and self.init == "imagenet":
-            details.append("ImageNet init")
+        if self.is_ssl and self.init in ("imagenet", "pretrained"):
+            details.append("ImageNet init" if self.init == "imagenet" else "pretrained init")
+        if self.init in WEIGHT_SOURCES:  # Foundation model (DINOv2 ViT-S/14, timm)
+            details.append(self.init)
         return f"{name} ({', '.join(details)})" if details else name
 
     def sort_key(self) -> tuple[int, int, str]:

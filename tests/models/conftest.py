@@ -10,6 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from ..reliability.conftest import tissue  # noqa: F401 (fixture of the command-line tests)
+
 TIMM_NAME = "test_vit.r160_in1k"
 """timm's own tiny test ViT (0.3 M parameters, 16 px patches), trained on ImageNet-1k at 160 px."""
 TIMM_REPO = "timm/test_vit.r160_in1k"
