@@ -24,17 +24,23 @@ LOAD_COPIES = 2
 """Copies of the weights in memory while loading: the file's tensors and the model's."""
 
 
+def _is_pickle(path: Path) -> bool:
+    """Whether the file starts as a pickle does (the PROTO opcode of protocol 2 and later)."""
+    with path.open("rb") as handle:
+        return handle.read(1) == b"\x80"
+
+
 def _torch_file(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Weights only load failed" in str(error):
+        if "global" in str(error) or _is_pickle(path):  # objects beyond tensors, or a bare pickle
             raise ConfigError(
                 f"{path}: refused: it holds pickled Python objects, which can run code when loaded; medssl "
                 "reads weights only. Save the tensors alone (torch.save(model.state_dict(), ...)) or as "
                 ".safetensors"
             ) from None
-        raise ConfigError(f"{path}: not a checkpoint (torch cannot read it: {error})") from None
+        raise ConfigError(f"{path}: not a checkpoint (torch cannot read it as weights)") from None
     except Exception as error:  # zip, header or key errors of a file that is not torch's format
         raise ConfigError(
             f"{path}: not a checkpoint (torch cannot read it: {error.__class__.__name__})"
