@@ -120,3 +120,15 @@ def test_a_model_too_large_for_memory_is_one_line_before_loading(
         capsys, monkeypatch, *evaluate_spec(tissue, f"timm:{TIMM_NAME}@{timm_files.file('.bin')}")
     )
     assert_one_error_line(code, err, "0 M parameters and needs about", "GiB are available")
+
+
+def test_a_foundation_model_can_be_fine_tuned(
+    tissue: Path, hf_folders: dict[str, Path], capsys, monkeypatch
+) -> None:
+    args = evaluate_spec(tissue, f"hf:{hf_folders['dinov2']}", "--finetune-epochs", "1")
+    args[args.index("--protocol") + 1] = "finetune"
+    code, err = run_main(capsys, monkeypatch, *args)
+    assert code == 0, err
+    (row,) = read_results(tissue.parent / "out" / "results.csv")
+    assert (row.encoder, row.method, row.protocol) == ("hf-dinov2", "foundation", "finetune")
+    assert 0 <= row.metric("accuracy") <= 1
