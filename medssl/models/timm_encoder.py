@@ -225,8 +225,20 @@ def _converted(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, to
         out = convert(dict(state), model)
     except Exception:  # not a layout it knows: the strict check names what does not fit
         return state
-    resampled = any(k in state and tuple(v.shape) != tuple(state[k].shape) for k, v in out.items())
-    return state if resampled else out
+    return state if _resampled(state, out) else out
+
+
+def _resampled(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> bool:
+    """Whether a conversion changed a tensor's shape beyond splitting the class position off the position
+    embeddings (DINOv2 with registers): a patch kernel or position grid resampled to fit another model."""
+    for key, value in after.items():
+        old = before.get(key)
+        if old is None or old.shape == value.shape:
+            continue
+        split = key.endswith("pos_embed") and old.dim() == value.dim() == 3 and old.shape[2] == value.shape[2]
+        if not (split and old.shape[1] - value.shape[1] == 1):  # grids of n² and n² - 1 positions: impossible
+            return True
+    return False
 
 
 def _without_classifier(state: dict[str, torch.Tensor], spec: TimmSpec, model: nn.Module) -> dict:

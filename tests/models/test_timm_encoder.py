@@ -126,3 +126,24 @@ def test_a_timm_backbone_starts_ssl_from_its_own_weights(
     encoder = Encoder(backbone, name, {"method": "simclr", "init": "pretrained"}).eval()
     save_encoder(encoder, tmp_path / "run")
     assert torch.equal(features(load_encoder(tmp_path / "run"), x), features(encoder, x))
+
+
+def test_an_original_format_checkpoint_is_converted_but_never_resampled(
+    timm_files: TimmFiles, tmp_path: Path
+) -> None:
+    import timm
+
+    dinov2_layout = {
+        **timm_files.model.state_dict(),
+        "mask_token": torch.zeros(1, 64),
+    }  # DINOv2's own release
+    save_file(dinov2_layout, tmp_path / "original.safetensors")
+    encoder = encoder_from_spec(f"timm:{TIMM_NAME}@{tmp_path / 'original.safetensors'}")
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(features(encoder, x), features(timm_files.model, (x - 0.5) / 0.5))
+    other_grid = timm.create_model("test_vit", img_size=192, num_classes=0).state_dict()  # 12 x 12 positions
+    save_file({**other_grid, "mask_token": torch.zeros(1, 64)}, tmp_path / "grid.safetensors")
+    with pytest.raises(
+        ConfigError, match=r"key 'pos_embed' is \(1, 145, 64\) in the file but \(1, 101, 64\)"
+    ):
+        encoder_from_spec(f"timm:{TIMM_NAME}@{tmp_path / 'grid.safetensors'}")
