@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from medssl.models import weights
 from medssl.rundir.results import read_results
 
-from ..reliability.cli import assert_one_error_line, evaluate, run_main
+from ..reliability.cli import assert_one_error_line, evaluate, run_main, tiny_pretrain
 from .conftest import TIMM_NAME, TimmFiles, tiny_timm
 
 
@@ -48,7 +48,8 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     def decoded(*args, **kwargs):
         raise AssertionError("images were decoded before the error")
 
-    monkeypatch.setattr("medssl.data.dataset.prepare_data", decoded)
+    monkeypatch.setattr("medssl.data.dataset.prepare_data", decoded)  # evaluate imports it when it runs
+    monkeypatch.setattr("medssl.train.api.prepare_data", decoded)
 
 
 def write_pickle(path: Path) -> Path:
@@ -132,3 +133,37 @@ def test_a_foundation_model_can_be_fine_tuned(
     (row,) = read_results(tissue.parent / "out" / "results.csv")
     assert (row.encoder, row.method, row.protocol) == ("hf-dinov2", "foundation", "finetune")
     assert 0 <= row.metric("accuracy") <= 1
+
+
+def pretrain_args(tmp_path: Path, backbone: str, init: str, size: int) -> list[str]:
+    args = tiny_pretrain(
+        tmp_path / "run", tmp_path / "cache", "--backbone", backbone, "--init", init, epochs=1
+    )
+    args[args.index("--image-size") + 1] = str(size)
+    return args
+
+
+@pytest.mark.parametrize(
+    ("backbone", "init", "size", "fragments"),
+    [
+        ("vit_tiny", "random", 36, ("backbone vit_tiny cannot take 36 px images", "set image_size 32 or 40")),
+        (
+            "resnet18",
+            "pretrained",
+            32,
+            ("init 'pretrained' loads the weights a timm:<name> backbone stands for",),
+        ),
+        (
+            "timm:vit_small_patch14_dinov2.lvd142m",
+            "pretrained",
+            56,
+            ("no local weights", "hf download timm/vit_small_patch14_dinov2.lvd142m model.safetensors"),
+        ),
+    ],
+)
+def test_pretrain_refuses_a_backbone_it_cannot_start_before_decoding(
+    tmp_path: Path, offline_hub: Path, capsys, monkeypatch, no_decoding, backbone, init, size, fragments
+) -> None:
+    code, err = run_main(capsys, monkeypatch, *pretrain_args(tmp_path, backbone, init, size))
+    assert_one_error_line(code, err, *fragments)
+    assert not (tmp_path / "run" / "checkpoints").exists()
