@@ -148,8 +148,16 @@ class RunDir:
             self._splits[dataset] = self._read_split(dataset)
         return self._splits[dataset]
 
-    def _read_split(self, dataset: str) -> SplitSummary | None:
+    def _split_path(self, dataset: str) -> Path:
+        """``<dataset>/split.csv`` (a study), or ``split.csv`` at the root where ``medssl evaluate --out`` wrote
+        it for the run's only dataset."""
         path = self.root / dataset / SPLIT
+        if not path.is_file() and {r.dataset for r in self.results} == {dataset}:
+            return self.root / SPLIT
+        return path
+
+    def _read_split(self, dataset: str) -> SplitSummary | None:
+        path = self._split_path(dataset)
         if not path.is_file():
             return None
         manifest = read_split_rows(path)

@@ -17,6 +17,7 @@ from medssl.report import write_report
 from medssl.rundir.history import HISTORY, history_row, write_history
 from medssl.rundir.predictions import save_predictions
 from medssl.rundir.results import RESULTS, append_results, read_result_rows
+from medssl.rundir.split import SPLIT, write_split_rows
 
 SSL, IMAGENET = "vicreg-resnet18-random", "imagenet-efficientnet_lite0"
 BALANCED = np.repeat(np.arange(2), 50)
@@ -165,10 +166,22 @@ def test_floor_rows_come_from_the_test_labels_and_cells_at_the_floor_are_flagged
         scored(tmp_path, "simclr-resnet18-random", "linear", 1.0, SKEWED, 0.6, n_train=100),  # acc < 65%
         scored(tmp_path, IMAGENET, "linear", 1.0, SKEWED, 0.9, n_train=100),
     ]
+    header = [
+        "ref",
+        "label",
+        "class",
+        "patient",
+        "split",
+        "policy",
+        "fold",
+    ]  # as `medssl evaluate --out` writes it
+    names = ("NORMAL", "PNEUMONIA")
+    split = [[f"t/{i}.png", y, names[y], f"p{i}", "test", "grouped", ""] for i, y in enumerate(SKEWED)]
+    write_split_rows(tmp_path / SPLIT, header, split)
     md, html = report(tmp_path, rows)
-    assert "| Majority class (always class 1) | 65.0 | 0.500 | 50.0 |" in md
+    assert "| Majority class (always PNEUMONIA) | 65.0 | 0.500 | 50.0 |" in md
     assert "| Chance (uniform random guess) | 50.0 | 0.500 | 50.0 |" in md
-    assert "Majority class (always class 1)" in html and "Chance (uniform random guess)" in html
+    assert "Majority class (always PNEUMONIA)" in html and "Chance (uniform random guess)" in html
     vicreg = next(x for x in md.splitlines() if f"`{SSL}`" in x and x.startswith("| VICReg"))
     _, accuracy, _, balanced = (c.strip() for c in vicreg.strip("|").split(" | "))
     assert "⚠" in balanced and "⚠" in accuracy and "★" not in balanced  # 50% and 59%: both at the floor
