@@ -530,10 +530,13 @@ def evaluate_command(
 
 def _show_row(row: dict) -> None:
     """One finished evaluation cell, as it is done."""
+    head = f"  {row['protocol']:<12} f={row['label_fraction']:<5g} seed={row['seed']}: "
+    if row.get("not_applicable"):
+        typer.echo(f"{head}not applicable ({row['not_applicable']})")
+        return
     typer.echo(
-        f"  {row['protocol']:<12} f={row['label_fraction']:<5g} seed={row['seed']}: "
-        f"accuracy {row['accuracy']:.3f}, AUROC {row['auroc']:.3f}"
-        + ("  [COLLAPSED]" if row["collapsed"] else "")
+        f"{head}accuracy {row['accuracy']:.3f}, AUROC {row['auroc']:.3f}"
+        + ("  [COLLAPSED OR AT THE FLOOR]" if row["collapsed"] else "")
     )
 
 
@@ -554,7 +557,16 @@ def _print_summary(rows: list[dict]) -> None:
     collapsed = sum(bool(r["collapsed"]) for r in rows)
     if collapsed:
         typer.secho(
-            f"{collapsed} cell(s) predict one class for ≥95% of the test images (collapsed)", fg="yellow"
+            f"{collapsed} cell(s) predict one class for ≥95% of the test images (collapsed) or score no "
+            "better than chance in balanced accuracy (at the floor)",
+            fg="yellow",
+        )
+    not_applicable = [r for r in rows if r.get("not_applicable")]
+    if not_applicable:
+        typer.secho(
+            f"{len(not_applicable)} kNN cell(s) not applicable ({not_applicable[0]['not_applicable']}): "
+            "a k below the labelled images (--set k=N) runs them",
+            fg="yellow",
         )
 
 

@@ -13,6 +13,7 @@ and every row carries its ``fold``.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from medssl.common.knn import knn_scores
+from medssl.common.knn import knn_not_applicable, knn_scores
+from medssl.common.metric_names import METRICS
 from medssl.data.dataset import PreparedData
 from medssl.errors import ConfigError
 from medssl.evaluate.config import DEFAULT_TEMPERATURE, FROZEN_PROTOCOLS, PROTOCOLS, EvaluationConfig
@@ -43,6 +45,7 @@ from medssl.rundir.features import FEATURES
 from medssl.rundir.lock import locked
 from medssl.rundir.predictions import load_predictions, predictions_name, save_predictions
 from medssl.rundir.results import (
+    NOT_APPLICABLE,
     POOL_COLUMNS,
     RESULTS,
     append_results,
@@ -141,7 +144,7 @@ def evaluate_cell(
     n_classes: int,
     settings: EvaluationConfig | None = None,
     knn_metric: str = "cosine",
-) -> tuple[dict[str, Any], np.ndarray]:
+) -> tuple[dict[str, Any], np.ndarray | None]:
     """One frozen-feature cell: ``knn``, ``knn_weighted`` or ``linear`` at a label fraction and seed, with
     ``settings``' k, temperature, class weight and bootstrap (default: ``EvaluationConfig()``'s).
 
@@ -149,9 +152,14 @@ def evaluate_cell(
     choose the probe's C are subsampled at the same fraction (a 1% experiment does not get 10× more labels
     for validation than for training). The test set is always complete.
 
+    A plain kNN whose k is at least the number of labelled images cannot work (``knn_not_applicable``): the
+    cell is not run; its row has no metrics and says why in ``not_applicable``, and there are no
+    probabilities (None).
+
     Returns:
         (row with protocol, label_fraction, seed, n_train, n_val, n_test, metrics, CIs, collapsed,
-        confusion, wall_s and protocol details; test class probabilities (n_test, n_classes)).
+        confusion, wall_s and protocol details; test class probabilities (n_test, n_classes), or None for a
+        cell that is not applicable).
     """
     _check_protocol(protocol)
     if protocol not in FROZEN_PROTOCOLS:
@@ -180,6 +188,8 @@ def evaluate_cell(
         )
         y_prob = probe.test_prob
         details = {"C": probe.C, "val_balanced_accuracy": probe.val_balanced_accuracy}
+    elif protocol == "knn" and (reason := knn_not_applicable(settings.k, len(train_y))):
+        y_prob, details = None, {"k": settings.k, NOT_APPLICABLE: reason, "collapsed": False}
     else:
         weighted = protocol == "knn_weighted"
         y_prob = knn_scores(
@@ -193,6 +203,7 @@ def evaluate_cell(
             metric=knn_metric,
         ).astype(np.float64)
         details = {"k": min(settings.k, len(train_y))}
+    scores = score_predictions(test_y, y_prob, settings.n_bootstrap, seed) if y_prob is not None else {}
     row = {
         "protocol": protocol,
         "label_fraction": float(label_fraction),
@@ -200,7 +211,8 @@ def evaluate_cell(
         "n_train": len(train_y),
         "n_val": n_val,
         "n_test": len(test_y),
-        **score_predictions(test_y, y_prob, settings.n_bootstrap, seed),
+        **{name: math.nan for name in METRICS},
+        **scores,
         **details,
     }
     row["wall_s"] = round(time.perf_counter() - start, 3)
@@ -469,14 +481,17 @@ def evaluate_encoder(
             row, y_prob = evaluate_cell(features, protocol, fraction, seed, len(data.classes), settings)
         test_index = np.asarray(data.split["test"])
         prediction_path = eval_dir / "predictions" / predictions_name(protocol, fraction, seed)
-        save_predictions(prediction_path, data.labels[test_index], y_prob, test_index)
+        if y_prob is not None:
+            save_predictions(prediction_path, data.labels[test_index], y_prob, test_index)
+        else:
+            prediction_path.unlink(missing_ok=True)  # a replaced cell's old file would contradict its row
         row = {
             "dataset": data.name,
             **encoder_identity(encoder, protocol),
             **{key: encoder.meta[key] for key in POOL_COLUMNS if key in encoder.meta},
             **row,
             "fold": data.fold,
-            "predictions": prediction_path.relative_to(out_dir).as_posix(),
+            "predictions": prediction_path.relative_to(out_dir).as_posix() if y_prob is not None else "",
         }
         _record(out_dir, row, cell)
         rows.append(row)
