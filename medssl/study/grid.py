@@ -43,6 +43,7 @@ from medssl.rundir.results import (
     parse_fold,
     read_result_rows,
     read_results,
+    repair_results,
     update_result_rows,
 )
 from medssl.rundir.settings import (
@@ -52,6 +53,7 @@ from medssl.rundir.settings import (
     evaluation_settings,
     pretrain_settings,
     read_registry,
+    record_settings,
     refuse_changed,
     settings_key,
 )
@@ -210,6 +212,8 @@ class StudyRunner:
         self.show_progress = show_progress
         self.results = self.out / "results.csv"
         self.log: str | None = None  # where this process's output goes, for ``medssl status`` (launchers)
+        self.unrecorded: dict[str, dict] = {}
+        """Settings of finished cells that settings.json lacks (found by ``check``, recorded by ``start``)."""
 
     def all_cells(self, job: EncoderJob) -> list[tuple[str, float, int]]:
         """(protocol, fraction, seed) of every evaluation cell of ``job``."""
@@ -267,6 +271,8 @@ class StudyRunner:
         for protocol, fraction, seed in self.all_cells(job):
             row = done.get((name, job.encoder_id, protocol, fraction, seed, fold))
             new = cell_settings(keyed_data, encoder, evaluation_settings(protocol, evaluation))
+            if row is not None and row.settings_key not in registry and row.settings_key == settings_key(new):
+                self.unrecorded[row.settings_key] = new  # settings.json lost it: start() records it again
             if row is None or row.settings_key in ("", settings_key(new)):
                 continue
             old = registry.get(row.settings_key)
@@ -370,6 +376,9 @@ class StudyRunner:
         self.check()  # out and the settings of earlier results, before anything is written
         preflight(self.study, self.out)  # every prerequisite, before anything is written or trained
         _write_config(self.study, self.out, self.command)
+        repair_results(self.results)  # duplicate, damaged or incomplete rows: kept aside, cells run again
+        for settings in self.unrecorded.values():
+            record_settings(self.out, settings)
         self.fill_pools()
 
     def fill_pools(self) -> None:
