@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,12 +169,19 @@ def _previous_config(out: Path) -> dict:
     return loaded if isinstance(loaded, dict) else {}
 
 
+def command_line() -> str:
+    """This process's command as a shell line to paste: each argument quoted where it needs it (an --out
+    with spaces), and ``medssl`` for ``python -m medssl.cli``."""
+    program = Path(sys.argv[0]).name
+    return shlex.join(["medssl" if program in ("cli.py", "__main__.py") else program, *sys.argv[1:]])
+
+
 def _write_config(study: StudyConfig, out: Path, command: str | None) -> None:
     path = out / "config.yaml"
     previous = _previous_config(out)
     payload = study.model_dump(mode="json")
     payload["pretrain"] = _template(payload["pretrain"])
-    payload["command"] = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    payload["command"] = command or command_line()
     payload["machine"] = previous.get("machine", _machine())
     payload["started"] = previous.get("started", dt.datetime.now().isoformat(timespec="seconds"))
     write_text(path, yaml.safe_dump(payload, sort_keys=False))

@@ -1,4 +1,5 @@
-"""Rows read back from a run directory are checked (issue 25, item 5, and the deleted settings.json of item 8).
+"""What a run directory says is checked when it is read back (issue 25: item 5; of item 8 the deleted
+settings.json and the report's command).
 
 A repeated, conflicting, incomplete or unreadable row of ``results.csv`` is named in the report and on the
 command line and counted once; a rerun into the same folder repairs the file, keeping the file as it was
@@ -9,16 +10,18 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
+from medssl.cli import main
 from medssl.rundir.results import RESULTS
 from medssl.rundir.settings import SETTINGS
-from medssl.study import load_study, run_study
 
 from .cli import evaluate, run_main
 
@@ -38,9 +41,12 @@ def finished(tmp_path_factory: pytest.TempPathFactory, pixel_cache: Path) -> tup
         "baselines": ["random:resnet18"],
         "evaluation": {"protocols": ["knn"], "label_fractions": [1.0], "k": 5, "n_bootstrap": 100},
     }  # fmt: skip
-    study = folder / "cv.yaml"
+    study, run = folder / "cv.yaml", folder / "my run"
     study.write_text(yaml.safe_dump(config))
-    run = run_study(load_study(study), folder / "run", show_progress=False)
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as stop:
+        patch.setattr(sys, "argv", ["medssl", "benchmark", str(study), "--out", str(run)])
+        main()
+    assert stop.value.code in (0, None)
     return study, run
 
 
@@ -104,7 +110,7 @@ def add_notes(path: Path) -> None:
     path.write_text("\n".join([lines[0] + ",note", *(line + ",checked" for line in lines[1:])]) + "\n")
 
 
-CASES: dict[str, tuple[Damage, str, bool]] = {  # fmt: skip
+CASES: dict[str, tuple[Damage, str, bool]] = {
     # damage, words of the warning, whether the report's tables stay those of the intact run
     "exact copy": (append_copy, "results.csv: line 6 repeats line 5 exactly; counted once", True),
     "conflicting copy": (
@@ -173,3 +179,10 @@ def test_evaluate_records_a_deleted_settings_json_again(tissue: Path, capsys, mo
     (out / SETTINGS).unlink()
     assert run_main(capsys, monkeypatch, *evaluate(out, tissue))[0] == 0
     assert (out / SETTINGS).read_text() == recorded
+
+
+def test_the_reproduce_command_pastes_into_a_shell(finished: tuple[Path, Path]) -> None:
+    study, run = finished  # run: ".../my run", a folder name with a space
+    report = (run / "report.md").read_text()
+    command = report.split("Reproduce every number in this report with:")[1].split("```")[1].strip()
+    assert shlex.split(command) == ["medssl", "benchmark", str(study), "--out", str(run)]
