@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medssl.errors import MedsslError
+from medssl.errors import ConfigError, MedsslError
 from medssl.models.backbones import Init, backbone_spec, build_backbone
 from medssl.rundir.atomic import atomic_write, torch_save
 from medssl.rundir.encoder_meta import ENCODER_META, ENCODER_WEIGHTS, read_encoder_meta, write_encoder_meta
@@ -80,7 +80,13 @@ def load_encoder(directory: str | Path) -> Encoder:
     """The ``Encoder`` saved in a pre-training run directory, in eval mode, ready for feature extraction."""
     directory = Path(directory)
     meta = read_encoder_meta(directory)
-    encoder = Encoder(build_backbone(meta["backbone"], "random"), meta["backbone"], meta)
+    try:
+        backbone = build_backbone(meta["backbone"], "random")
+    except ConfigError as error:
+        raise MedsslError(
+            f"{directory / ENCODER_META}: {error}; restore the file written by `medssl pretrain`"
+        ) from None
+    encoder = Encoder(backbone, meta["backbone"], meta)
     try:
         encoder.backbone.load_state_dict(safe_torch_load(directory / ENCODER_WEIGHTS))
     except RuntimeError as error:

@@ -3,6 +3,7 @@ one line naming the setting or file and the fix, exit 2."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,17 @@ def test_corrupt_or_incomplete_encoder_json_is_one_line(
     args[args.index("random:resnet18")] = str(run)
     code, err = run_main(capsys, monkeypatch, *args)
     assert_one_error_line(code, err, f"{run / 'encoder.json'}: not a complete encoder description")
+
+
+def test_an_unknown_backbone_in_encoder_json_names_the_file(tissue: Path, capsys, monkeypatch) -> None:
+    run = tissue.parent / "pre"
+    save_encoder(build_encoder("resnet18"), run, method="simclr", image_size=32)
+    meta = json.loads((run / "encoder.json").read_text())
+    (run / "encoder.json").write_text(json.dumps({**meta, "backbone": "resnet999"}))
+    args = evaluate(tissue.parent / "out", tissue)
+    args[args.index("random:resnet18")] = str(run)
+    code, err = run_main(capsys, monkeypatch, *args)
+    assert_one_error_line(code, err, f"{run / 'encoder.json'}: backbone 'resnet999' is unknown")
 
 
 def test_a_truncated_pixel_cache_is_rebuilt_not_trusted(tmp_path: Path) -> None:
