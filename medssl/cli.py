@@ -329,8 +329,9 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:  # t
 
     Replaces ``warnings.formatwarning`` (not ``showwarning``), so that code recording warnings (a notebook,
     pytest) still receives them."""
-    if "medssl" in Path(filename).parts:
-        return typer.style(f"warning: {message}\n", fg="yellow")
+    if "medssl" in Path(filename).parts:  # coloured on a terminal only, as typer.secho does
+        text = f"warning: {message}"
+        return (typer.style(text, fg="yellow") if sys.stderr.isatty() else text) + "\n"
     return _PYTHON_FORMAT_WARNING(message, category, filename, lineno, line)  # type: ignore[misc]
 
 

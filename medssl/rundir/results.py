@@ -158,9 +158,7 @@ def _unreadable(row: Mapping[str | None, Any], width: int) -> str | None:
         return f"{fields} fields where the header has {width}"
     if not all(row.get(name) for name in ("dataset", "encoder", "protocol")):
         return "no dataset, encoder or protocol"
-    if not math.isfinite(parse_float(row.get("label_fraction"))) or not math.isfinite(
-        parse_float(row.get("seed"))
-    ):
+    if not math.isfinite(parse_float(row.get("label_fraction"))) or not str(row.get("seed")).isdigit():
         return "label_fraction or seed is not a number"
     return None
 
@@ -190,7 +188,8 @@ class ResultsCheck:
 
     @property
     def missing_columns(self) -> list[str]:
-        return [name for name in NEEDED if name not in self.header]
+        """Needed columns the header lacks (none for an empty file, which has no header yet)."""
+        return [name for name in NEEDED if self.header and name not in self.header]
 
     @property
     def unknown_columns(self) -> list[str]:
