@@ -7,11 +7,16 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: demo test test-precisions lint install chromium
 
+# setuptools notes every editable install ("Editable installation. Please be careful with folders ..."): a
+# notice, not a problem, so it is ignored; pip still prints every error.
+QUIET_PIP := PYTHONWARNINGS="ignore:Editable installation"
+
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	rm -f $(VENV)/.installed-*; touch $(STAMP)
+	@echo "installing medssl and its dependencies into $(VENV) (the first time takes a few minutes)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(QUIET_PIP) $(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP)
 

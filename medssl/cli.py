@@ -313,19 +313,20 @@ def benchmark(
             typer.echo(f"{len(jobs)} SLURM jobs submitted ({ids}); follow them with `medssl status {out}`, then "
                        f"write the report with `medssl report {out}`")  # fmt: skip
             return
-    _warn_leakage(out)
+    _warn_run(out)
     typer.echo(f"results: {out / 'results.csv'}\nreport:  {out / 'report.html'}")
 
 
-def _warn_leakage(out: Path) -> None:
-    """Repeat the report's leakage warning for every ``split: random`` dataset of the run, on stderr."""
+def _warn_run(out: Path) -> None:
+    """Repeat the report's warnings on stderr: what is wrong with results.csv or settings.json, and the
+    leakage of every ``split: random`` dataset of the run."""
     from medssl.report.rundir import RunDir
     from medssl.report.sections import leakage_warning
 
     run = RunDir.open(out)
-    for name in run.datasets():
-        if warning := leakage_warning(run.split_summary(name), name):
-            typer.secho(f"warning: {warning}", fg="yellow", err=True)
+    warnings = [*run.problems, *(leakage_warning(run.split_summary(name), name) for name in run.datasets())]
+    for warning in filter(None, warnings):
+        typer.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 _PYTHON_FORMAT_WARNING = None
@@ -336,8 +337,9 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:  # t
 
     Replaces ``warnings.formatwarning`` (not ``showwarning``), so that code recording warnings (a notebook,
     pytest) still receives them."""
-    if "medssl" in Path(filename).parts:
-        return typer.style(f"warning: {message}\n", fg="yellow")
+    if "medssl" in Path(filename).parts:  # coloured on a terminal only, as typer.secho does
+        text = f"warning: {message}"
+        return (typer.style(text, fg="yellow") if sys.stderr.isatty() else text) + "\n"
     return _PYTHON_FORMAT_WARNING(message, category, filename, lineno, line)  # type: ignore[misc]
 
 
@@ -633,7 +635,7 @@ def report_command(
     from medssl.report import write_report
 
     md_path, html_path = write_report(run_dir)
-    _warn_leakage(run_dir)
+    _warn_run(run_dir)
     typer.echo(f"report:   {html_path}\nmarkdown: {md_path}")
 
 

@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from medssl.data.decode import BadImageError, decode_image, pixel_limit, resize
 from medssl.data.groups import apply_group_pattern, class_groups, group_warnings, plural, rename_kind
 from medssl.data.sources import SOURCES, load_table
-from medssl.data.sources._files import lenient
+from medssl.data.sources._files import case_clash_text, case_clashes, lenient
 from medssl.data.sources.synthetic import load_synthetic
 from medssl.data.splits import MIN_CLASS_IMAGES
 from medssl.data.types import SPLITS, ImageTable
@@ -281,6 +281,8 @@ def _class_problems(table: ImageTable) -> list[str]:
     problems = []
     if len(table.classes) < 2:
         problems.append(f"only one class ({', '.join(table.classes)}); classification needs at least two")
+    if clashes := case_clashes(table.classes):
+        problems.append(f"{case_clash_text(clashes, 'classes')}; use one spelling for each class")
     counts = table.counts()
     for name in table.classes:
         total = sum(per_class[name] for per_class in counts.values())
@@ -356,18 +358,21 @@ def write_grid(table: ImageTable, path: Path, size: int = 64, per_class: int = 8
 def _load(
     path: str | Path, layout: str, group_pattern: str | None, group_kind: str | None
 ) -> tuple[ImageTable, list[str]]:
-    """The table, grouped by ``group_pattern`` if given, and the warnings that grouping gave."""
-    if str(path) == "synthetic" or layout == "synthetic":
-        table = load_synthetic()
-    else:
-        with lenient():
-            table = load_table(path, layout)
-    if group_pattern is None:
-        return rename_kind(table, group_kind), []
+    """The table, grouped by ``group_pattern`` if given, and the warnings that loading and grouping gave
+    (e.g. empty group cells of a CSV)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = apply_group_pattern(table, group_pattern, group_kind)
-    return table, [str(w.message).removeprefix(f"{table.root}: ") for w in caught]
+        if str(path) == "synthetic" or layout == "synthetic":
+            table = load_synthetic()
+        else:
+            with lenient():
+                table = load_table(path, layout)
+        if group_pattern is None:
+            table = rename_kind(table, group_kind)
+        else:
+            table = apply_group_pattern(table, group_pattern, group_kind)
+    where = (f"{table.root}: ", f"{Path(path).expanduser()}: ")
+    return table, [str(w.message).removeprefix(where[0]).removeprefix(where[1]) for w in caught]
 
 
 def _name(path: str | Path, table: ImageTable) -> str:

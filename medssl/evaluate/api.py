@@ -50,7 +50,7 @@ from medssl.rundir.results import (
     RESULTS,
     append_results,
     cell_id,
-    read_results,
+    repair_results,
     rewrite_results,
 )
 from medssl.rundir.retrieval import RETRIEVAL, retrieval_sample, save_retrieval
@@ -366,7 +366,7 @@ def plan_cells(
     written before settings keys existed count as finished. ``fold`` names the cross-validation fold
     (None for a single split): each fold's cells are separate.
     """
-    done = {result.cell: result for result in read_results(out_dir / RESULTS)}
+    done = {result.cell: result for result in repair_results(out_dir / RESULTS).results}
     registry = read_registry(out_dir)
     plan, stale = [], []
     for protocol, fraction, seed in cells:
@@ -374,6 +374,8 @@ def plan_cells(
         old = done.get((*identity, protocol, float(fraction), int(seed), fold))
         if old is not None and not replace:
             if _same_settings(old.settings_key, settings, registry):
+                if old.settings_key not in registry and old.settings_key == settings_key(settings):
+                    registry[record_settings(out_dir, settings)] = settings  # settings.json was lost
                 continue
             stale.append((old, settings))
         plan.append(PlannedCell(protocol, fraction, seed, settings, old is not None))

@@ -100,7 +100,13 @@ def load_encoder(directory: str | Path) -> Encoder:
     """The ``Encoder`` saved in a pre-training run directory, in eval mode, ready for feature extraction."""
     directory = Path(directory)
     meta = read_encoder_meta(directory)
-    encoder = Encoder(build_backbone(meta["backbone"], "random"), meta["backbone"], meta)
+    try:
+        backbone = build_backbone(meta["backbone"], "random")
+    except ConfigError as error:
+        raise MedsslError(
+            f"{directory / ENCODER_META}: {error}; restore the file written by `medssl pretrain`"
+        ) from None
+    encoder = Encoder(backbone, meta["backbone"], meta)
     try:
         encoder.backbone.load_state_dict(safe_torch_load(directory / ENCODER_WEIGHTS))
     except RuntimeError as error:

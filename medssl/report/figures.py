@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import matplotlib
 import numpy as np
-from matplotlib.colors import to_hex
+from matplotlib.colors import hsv_to_rgb, to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -22,7 +22,12 @@ HISTORY_PANELS = (
     ("knn_accuracy", "Validation kNN accuracy"),
     ("effective_rank", "Effective rank"),
 )
-_PALETTE = [to_hex(c) for name in ("tab10", "Dark2") for c in matplotlib.colormaps[name].colors]
+_PALETTE = list(
+    dict.fromkeys(
+        to_hex(c) for name in ("tab10", "Dark2", "tab20", "tab20b") for c in matplotlib.colormaps[name].colors
+    )
+)
+"""Distinct colours, the clearest first: tab10 and Dark2, then the lighter and darker shades of tab20(b)."""
 
 
 def label_text(text: str, limit: int = 24) -> str:
@@ -45,7 +50,13 @@ def colours(keys: Sequence[str]) -> dict[str, str]:
 
 
 def class_colours(n_classes: int) -> list[str]:
-    return [_PALETTE[i % len(_PALETTE)] for i in range(n_classes)]
+    """A different colour for each of ``n_classes`` classes (or groups): the palette, or, for more than it
+    holds, as many hues around the colour wheel, neighbours told apart by their brightness."""
+    if n_classes <= len(_PALETTE):
+        return _PALETTE[:n_classes]
+    hues = np.arange(n_classes) / n_classes
+    brightness = np.where(np.arange(n_classes) % 2, 0.6, 0.9)
+    return [to_hex(hsv_to_rgb((h, 0.85, v))) for h, v in zip(hues, brightness, strict=True)]
 
 
 def label_efficiency_figure(

@@ -15,9 +15,9 @@ from medssl.errors import DataError
 from medssl.rundir.features import FEATURES, read_features
 from medssl.rundir.history import HISTORY, history_columns
 from medssl.rundir.predictions import load_predictions
-from medssl.rundir.results import RESULTS, Result, parse_int, read_results
+from medssl.rundir.results import RESULTS, Result, check_results, parse_int
 from medssl.rundir.retrieval import RETRIEVAL, load_retrieval
-from medssl.rundir.settings import read_registry
+from medssl.rundir.settings import SETTINGS, read_registry
 from medssl.rundir.split import SPLIT, read_split_rows
 
 CONFIG = "config.yaml"
@@ -71,6 +71,19 @@ def knn_applicability(
     return out
 
 
+def settings_problems(root: Path, results: list[Result], registry: dict[str, Any]) -> list[str]:
+    """A line when rows name settings keys that settings.json does not hold (it was deleted or edited)."""
+    unknown = sorted({r.settings_key for r in results if r.settings_key and r.settings_key not in registry})
+    if not unknown:
+        return []
+    where = "is missing" if not (root / SETTINGS).is_file() else f"lacks {len(unknown)} of the rows' keys"
+    return [
+        f"{SETTINGS} {where}: the settings that made {sum(r.settings_key in unknown for r in results)} "
+        "results rows are not recorded; rerun the same `medssl benchmark` or `evaluate` command into this "
+        "folder to record them again"
+    ]
+
+
 @dataclass
 class RunDir:
     """A benchmark output directory, read lazily and never written to (except by ``write_report``)."""
@@ -80,6 +93,9 @@ class RunDir:
     results: list[Result]
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     """settings.json: what each results row's ``settings_key`` stands for."""
+    problems: list[str] = field(default_factory=list)
+    """What is wrong with results.csv and settings.json as read back (duplicate rows, missing columns,
+    lines that are no row, unrecorded settings): the report and the command line warn about each."""
     _splits: dict[str, SplitSummary | None] = field(default_factory=dict)
 
     @classmethod
@@ -101,8 +117,11 @@ class RunDir:
                     f"{root / CONFIG}: not valid YAML; restore the file written by the run"
                 ) from None
             config = loaded if isinstance(loaded, dict) else {}
+        check = check_results(results_path)
         registry = read_registry(root)
-        return cls(root, config, knn_applicability(read_results(results_path), registry, config), registry)
+        problems = check.problems() + settings_problems(root, check.results, registry)
+        results = knn_applicability(check.results, registry, config)
+        return cls(root, config, results, registry, problems)
 
     def test_counts(self, dataset: str) -> list[int]:
         """Test images per class: from split.csv (every image once under cross-validation), else from the

@@ -116,6 +116,7 @@ def overview(run: RunDir, datasets: list[str]) -> Section:
         blocks.insert(
             0, note("results.csv has no finished rows yet; run `medssl report` again when cells finish.")
         )
+    blocks[:0] = [note(f"Warning: {problem}.") for problem in run.problems]
     if run.meta("command"):
         blocks += [
             Paragraph([Span("Reproduce every number in this report with:")]),

@@ -42,10 +42,17 @@ def move_aside(out: str | Path) -> Path | None:
     out = Path(out)
     if not out.is_dir() or not any(out.iterdir()):
         return None
+    target = previous_name(out)
+    out.rename(target)
+    return target
+
+
+def previous_name(path: Path) -> Path:
+    """``<path>.previous-<UTC time>``, a name beside ``path`` that nothing has yet: where an old version of a
+    run folder or file is kept."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    target = out.with_name(f"{out.name}.previous-{stamp}")
+    target = path.with_name(f"{path.name}.previous-{stamp}")
     suffix = 1
     while target.exists():
-        target, suffix = out.with_name(f"{out.name}.previous-{stamp}-{suffix}"), suffix + 1
-    out.rename(target)
+        target, suffix = path.with_name(f"{path.name}.previous-{stamp}-{suffix}"), suffix + 1
     return target

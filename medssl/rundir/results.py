@@ -14,14 +14,16 @@ import csv
 import io
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medssl.common.metric_names import METRICS
 from medssl.rundir.atomic import atomic_write
 from medssl.rundir.lock import locked
+from medssl.rundir.paths import previous_name
 
 RESULTS = "results.csv"
 CI_COLUMNS = ("accuracy_ci_low", "accuracy_ci_high", "auroc_ci_low", "auroc_ci_high")
@@ -43,6 +45,21 @@ NOT_APPLICABLE = "not_applicable"
 empty where it can. Such a row has no metrics and no predictions file. Like the pool columns, a file has it
 only once a row has it; readers of files without it see every cell as applicable."""
 OPTIONAL_COLUMNS = (*POOL_COLUMNS, NOT_APPLICABLE)
+
+LATER_COLUMNS = ("fold", "settings_key")
+"""Columns that files from an older medssl lack (empty fold, key ``""``)."""
+NEEDED = tuple(name for name in RESULT_COLUMNS if name not in (*LATER_COLUMNS, "wall_s"))
+"""The values every row has when medssl writes it: without one the report shows "–" or a wrong mark, so a
+row that lacks one is incomplete and a rerun evaluates its cell again."""
+NEEDED_NOT_APPLICABLE = tuple(name for name in NEEDED if name not in (*METRICS, *CI_COLUMNS, "predictions"))
+"""What a not-applicable row has: it was never scored, so it has no metrics, CIs or predictions file."""
+
+
+def missing_values(row: Mapping[str, str]) -> list[str]:
+    """The needed values that ``row`` (as read from the file) lacks."""
+    needed = NEEDED_NOT_APPLICABLE if row.get(NOT_APPLICABLE) else NEEDED
+    return [name for name in needed if not row.get(name)]
+
 
 CellId = tuple[str, str, str, float, int, int | None]
 
@@ -135,26 +152,221 @@ def _typed(row: Mapping[str, str]) -> Result:
     )
 
 
-def _raw_rows(path: Path) -> list[dict[str, str]]:
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def _lines(numbers: list[int]) -> str:
+    """``line 5`` or ``lines 5, 7 and 3 more``."""
+    shown = ", ".join(map(str, numbers[:5])) + (f" and {len(numbers) - 5} more" if len(numbers) > 5 else "")
+    return f"line{'s' if len(numbers) > 1 else ''} {shown}"
+
+
+def _cell_text(row: Mapping[str, str]) -> str:
+    fold = f" fold {row['fold']}" if row.get("fold") else ""
+    fraction = f"{parse_float(row['label_fraction']):g}"
+    return f"{row['dataset']}/{row['encoder']} {row['protocol']} f={fraction} seed={row['seed']}{fold}"
+
+
+def _unreadable(row: Mapping[str | None, Any], width: int) -> str | None:
+    """Why a parsed line is not a results row (None when it is one)."""
+    fields = width + len(row.get(None) or []) - sum(value is None for value in row.values())
+    if fields != width:
+        return f"{fields} fields where the header has {width}"
+    if not all(row.get(name) for name in ("dataset", "encoder", "protocol")):
+        return "no dataset, encoder or protocol"
+    if not math.isfinite(parse_float(row.get("label_fraction"))) or not str(row.get("seed")).isdigit():
+        return "label_fraction or seed is not a number"
+    return None
+
+
+@dataclass
+class ResultsCheck:
+    """``results.csv`` as read back: the first row of each cell, and what else the file holds.
+
+    A second row of a cell is dropped when it repeats the first exactly, and set aside (the first row counts)
+    when its values differ; a line that is no row is set aside; a row without a needed value is kept but
+    incomplete. ``repair_results`` writes the file without what is dropped or set aside."""
+
+    path: Path
+    header: list[str] = field(default_factory=list)
+    kept: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    """(line number, row): the first row of each cell, in file order."""
+    exact: list[tuple[int, int]] = field(default_factory=list)
+    """(line, line of the row it repeats)."""
+    conflicts: list[tuple[int, int, str]] = field(default_factory=list)
+    """(line, line of the first row of its cell, the cell)."""
+    unreadable: list[tuple[int, str]] = field(default_factory=list)
+    """(line, why it is no row)."""
+
+    @property
+    def results(self) -> list[Result]:
+        return [_typed(row) for _, row in self.kept]
+
+    @property
+    def missing_columns(self) -> list[str]:
+        """Needed columns the header lacks (none for an empty file, which has no header yet)."""
+        return [name for name in NEEDED if self.header and name not in self.header]
+
+    @property
+    def unknown_columns(self) -> list[str]:
+        return [name for name in self.header if name not in (*RESULT_COLUMNS, *OPTIONAL_COLUMNS)]
+
+    @property
+    def incomplete(self) -> list[tuple[int, dict[str, str]]]:
+        """(line, row) of the kept rows without a value the report needs."""
+        return [(line, row) for line, row in self.kept if missing_values(row)]
+
+    @property
+    def damaged(self) -> bool:
+        """Whether ``repair_results`` would change the file."""
+        lists = (self.exact, self.conflicts, self.unreadable, self.incomplete, self.unknown_columns)
+        return any(lists)
+
+    def problems(self) -> list[str]:
+        """One line per kind of damage: what the report makes of it and what a rerun does."""
+        name, rerun = self.path.name, "a rerun of `medssl benchmark` or `evaluate` into this folder"
+        kept_as = f"(the file as it is stays beside it as {name}.previous-<time>)"
+        lines = []
+        if self.exact:
+            one = len(self.exact) == 1
+            lines.append(
+                f"{name}: {_lines([line for line, _ in self.exact])} {'repeats' if one else 'repeat'} "
+                f"{_lines([first for _, first in self.exact])} exactly; counted once, and {rerun} removes "
+                f"{'it' if one else 'them'}"
+            )
+        for line, first, cell in self.conflicts[:3]:
+            lines.append(
+                f"{name}: line {line} is a second row of cell {cell} with other values than line {first}; "
+                f"the report uses line {first} (the first), and {rerun} moves line {line} out {kept_as}"
+            )
+        if len(self.conflicts) > 3:
+            lines.append(f"{name}: and {_count(len(self.conflicts) - 3, 'more second row')} of a cell")
+        if self.unreadable:
+            line, why = self.unreadable[0]
+            one = len(self.unreadable) == 1
+            lines.append(
+                f"{name}: {_lines([line for line, _ in self.unreadable])} "
+                f"{'is not a results row' if one else 'are not results rows'} (line {line}: {why}); "
+                f"ignored, and {rerun} moves {'it' if one else 'them'} out {kept_as}"
+            )
+        if missing := self.missing_columns:
+            lines.append(
+                f"{name} has no column {', '.join(missing)}: the report shows – for it; restore the file, or "
+                f"{rerun} evaluates the cells again {kept_as}"
+            )
+        elif incomplete := self.incomplete:
+            empty = sorted({n for _, row in incomplete for n in missing_values(row)}, key=NEEDED.index)
+            lines.append(
+                f"{name}: {_lines([line for line, _ in incomplete])} "
+                f"{'lacks' if len(incomplete) == 1 else 'lack'} {', '.join(empty)}: the report shows – for "
+                f"it, and {rerun} evaluates {'that cell' if len(incomplete) == 1 else 'those cells'} again "
+                f"{kept_as}"
+            )
+        if unknown := self.unknown_columns:
+            lines.append(
+                f"{name} has columns medssl does not write ({', '.join(unknown)}): ignored, and {rerun} "
+                f"drops them {kept_as}"
+            )
+        return lines
+
+
+def _check(path: Path) -> ResultsCheck:
+    """Read and check ``path`` (the caller holds its lock, or reads a file nobody writes)."""
+    check = ResultsCheck(path)
+    if not path.is_file():
+        return check
+    first: dict[CellId, tuple[int, dict[str, str]]] = {}
     with path.open(newline="") as handle:
-        return [row for row in csv.DictReader(handle) if row.get("dataset") and row.get("encoder")]
+        reader = csv.DictReader(handle)
+        check.header = list(reader.fieldnames or [])
+        for row in reader:
+            why = _unreadable(row, len(check.header))
+            if why:
+                check.unreadable.append((reader.line_num, why))
+                continue
+            cell = cell_id(row)
+            if cell not in first:
+                first[cell] = (reader.line_num, row)
+                check.kept.append((reader.line_num, row))
+            elif row == first[cell][1]:
+                check.exact.append((reader.line_num, first[cell][0]))
+            else:
+                check.conflicts.append((reader.line_num, first[cell][0], _cell_text(row)))
+    return check
+
+
+def check_results(path: str | Path) -> ResultsCheck:
+    """``results.csv`` read back and checked (empty when it does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return ResultsCheck(path)
+    with locked(path, shared=True):
+        return _check(path)
+
+
+def repair_results(path: str | Path) -> ResultsCheck:
+    """Write ``path`` again without exact copies, second rows of a cell, lines that are no row and incomplete
+    rows (so their cells are evaluated again), first keeping the file as it was beside it, and warn once
+    saying what was repaired; returns the check of the (repaired) file."""
+    path = Path(path)
+    found = check_results(path)
+    if not found.damaged:
+        return found
+    with locked(path):
+        found, rows, kept_as = _sound_rows(path, drop_incomplete=True)
+        if kept_as is None:  # another process repaired it meanwhile
+            return found
+        _write_rows(path, rows)
+        repaired = _check(path)
+    warnings.warn(
+        f"{path}: repaired: {_repairs(found)}; the file as it was is kept as {kept_as.name}", stacklevel=2
+    )
+    return repaired
+
+
+def _repairs(found: ResultsCheck) -> str:
+    """What ``repair_results`` did to the file ``found`` describes, in a few words."""
+    unreadable = len(found.unreadable)
+    done = [
+        (found.exact, f"removed {_count(len(found.exact), 'exact copy', 'exact copies')} of a row"),
+        (found.conflicts, f"moved out {_count(len(found.conflicts), 'second row')} of a cell with other "
+                          "values (the first row stays)"),
+        (unreadable, f"moved out {_count(unreadable, 'line')} that {'is' if unreadable == 1 else 'are'} no row"),
+        (found.incomplete, f"moved out {_count(len(found.incomplete), 'incomplete row')}, so their cells "
+                           "count as not evaluated"),
+        (found.unknown_columns, f"dropped the columns {', '.join(found.unknown_columns)}"),
+    ]  # fmt: skip
+    return "; ".join(text for present, text in done if present)
+
+
+def _sound_rows(
+    path: Path, drop_incomplete: bool = False
+) -> tuple[ResultsCheck, list[dict[str, str]], Path | None]:
+    """With the lock held: the check of ``path``, the rows a rewrite keeps (the first row of each cell, only
+    the complete ones with ``drop_incomplete``), and where the file as it was is kept when the rewrite leaves
+    anything out (None when it leaves nothing out): nothing is lost."""
+    found = _check(path)
+    dropped = {line for line, _ in found.incomplete} if drop_incomplete else set()
+    if not (found.exact or found.conflicts or found.unreadable or found.unknown_columns or dropped):
+        return found, [row for _, row in found.kept], None
+    original = path.read_bytes()
+    kept_as = atomic_write(previous_name(path), lambda tmp: tmp.write_bytes(original))
+    return found, [row for line, row in found.kept if line not in dropped], kept_as
 
 
 def read_result_rows(path: str | Path) -> list[dict[str, str]]:
-    """The rows of ``results.csv`` as they are written (column → text), every column kept; empty when missing.
+    """The rows of ``results.csv`` as they are written (column → text), every column kept, the first row of
+    each cell only (see ``check_results``); empty when missing.
 
     For readers of columns that ``Result`` does not type (e.g. the pre-training pool of a scaling study)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with locked(path, shared=True):
-        return _raw_rows(path)
+    return [row for _, row in check_results(path).kept]
 
 
 def read_results(path: str | Path) -> list[Result]:
-    """The rows of ``path`` (empty if it does not exist); a row without dataset/encoder/protocol (a
-    half-written line) is ignored."""
-    return [_typed(row) for row in read_result_rows(path) if row.get("protocol")]
+    """The rows of ``path``, the first of each cell (empty if it does not exist); a line that is no row (e.g.
+    half-written) is ignored. ``check_results`` says what else the file holds."""
+    return check_results(path).results
 
 
 def _cell(value: Any) -> Any:
@@ -199,8 +411,8 @@ def rewrite_results(
 
 def _rewrite(path: Path, keep: Callable[[Result], bool], add: Iterable[Mapping[str, Any]]) -> int:
     """``rewrite_results`` with the lock already held."""
-    rows = _raw_rows(path) if path.is_file() else []
-    kept: list[Mapping[str, Any]] = [row for row in rows if row.get("protocol") and keep(_typed(row))]
+    _, rows, _ = _sound_rows(path)
+    kept: list[Mapping[str, Any]] = [row for row in rows if keep(_typed(row))]
     dropped = len(rows) - len(kept)
     _write_rows(path, [*kept, *add])
     return dropped
@@ -217,7 +429,7 @@ def update_result_rows(path: str | Path, update: Callable[[dict[str, str]], Mapp
     a row lacks, e.g. the pool of an encoder trained before its study had a ``pretrain_fractions`` axis)."""
     path = Path(path)
     with locked(path):
-        _write_rows(path, [update(row) for row in _raw_rows(path) if row.get("protocol")])
+        _write_rows(path, [update(row) for row in _sound_rows(path)[1]])
 
 
 def append_results(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from medssl.rundir.results import (
     parse_fold,
     read_result_rows,
     read_results,
+    repair_results,
     update_result_rows,
 )
 from medssl.rundir.settings import (
@@ -53,6 +55,7 @@ from medssl.rundir.settings import (
     evaluation_settings,
     pretrain_settings,
     read_registry,
+    record_settings,
     refuse_changed,
     settings_key,
 )
@@ -168,12 +171,19 @@ def _previous_config(out: Path) -> dict:
     return loaded if isinstance(loaded, dict) else {}
 
 
+def command_line() -> str:
+    """This process's command as a shell line to paste: each argument quoted where it needs it (an --out
+    with spaces), and ``medssl`` for ``python -m medssl.cli``."""
+    program = Path(sys.argv[0]).name
+    return shlex.join(["medssl" if program in ("cli.py", "__main__.py") else program, *sys.argv[1:]])
+
+
 def _write_config(study: StudyConfig, out: Path, command: str | None) -> None:
     path = out / "config.yaml"
     previous = _previous_config(out)
     payload = study.model_dump(mode="json")
     payload["pretrain"] = _template(payload["pretrain"])
-    payload["command"] = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    payload["command"] = command or command_line()
     payload["machine"] = previous.get("machine", _machine())
     payload["started"] = previous.get("started", dt.datetime.now().isoformat(timespec="seconds"))
     write_text(path, yaml.safe_dump(payload, sort_keys=False))
@@ -212,6 +222,8 @@ class StudyRunner:
         self.show_progress = show_progress
         self.results = self.out / "results.csv"
         self.log: str | None = None  # where this process's output goes, for ``medssl status`` (launchers)
+        self.unrecorded: dict[str, dict] = {}
+        """Settings of finished cells that settings.json lacks (found by ``check``, recorded by ``start``)."""
 
     def all_cells(self, job: EncoderJob) -> list[tuple[str, float, int]]:
         """(protocol, fraction, seed) of every evaluation cell of ``job``."""
@@ -269,6 +281,8 @@ class StudyRunner:
         for protocol, fraction, seed in self.all_cells(job):
             row = done.get((name, job.encoder_id, protocol, fraction, seed, fold))
             new = cell_settings(keyed_data, encoder, evaluation_settings(protocol, evaluation))
+            if row is not None and row.settings_key not in registry and row.settings_key == settings_key(new):
+                self.unrecorded[row.settings_key] = new  # settings.json lost it: start() records it again
             if row is None or row.settings_key in ("", settings_key(new)):
                 continue
             old = registry.get(row.settings_key)
@@ -372,6 +386,9 @@ class StudyRunner:
         self.check()  # out and the settings of earlier results, before anything is written
         preflight(self.study, self.out)  # every prerequisite, before anything is written or trained
         _write_config(self.study, self.out, self.command)
+        repair_results(self.results)  # duplicate, damaged or incomplete rows: kept aside, cells run again
+        for settings in self.unrecorded.values():
+            record_settings(self.out, settings)
         self.fill_pools()
 
     def fill_pools(self) -> None:

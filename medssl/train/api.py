@@ -17,6 +17,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerStatus
 
+from medssl.common.lightning import quiet_lightning_logs
 from medssl.data.dataset import PreparedData, prepare_data
 from medssl.data.pools import Pool, pretrain_pool
 from medssl.errors import ConfigError, DataError, Interrupted
@@ -296,13 +297,16 @@ def pretrain(
     module = build_module(config, data, world=world_size(config))
     steps_per_epoch = min(len(module.batches), config.max_steps_per_epoch or len(module.batches))
     watch = monitor_callbacks(config, data, module, out)
-    trainer = _trainer(config, out, [*(callbacks or []), *watch], steps_per_epoch, module.epochs)
-    try:
-        trainer.fit(module, train_dataloaders=index_loader(module.batches), ckpt_path=ckpt, weights_only=True)
-    except SystemExit:
-        if trainer.state.status == TrainerStatus.INTERRUPTED:
-            raise _interrupted(trainer, out) from None
-        raise
+    with quiet_lightning_logs():  # Lightning's banners and tips ("GPU available", litlogger) are not medssl's
+        trainer = _trainer(config, out, [*(callbacks or []), *watch], steps_per_epoch, module.epochs)
+        try:
+            trainer.fit(
+                module, train_dataloaders=index_loader(module.batches), ckpt_path=ckpt, weights_only=True
+            )
+        except SystemExit:
+            if trainer.state.status == TrainerStatus.INTERRUPTED:
+                raise _interrupted(trainer, out) from None
+            raise
     if trainer.global_rank == 0:
         _export(module, config, data, out, settings, _budget(module, trainer))
     return out

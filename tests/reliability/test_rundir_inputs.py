@@ -3,6 +3,8 @@ one line naming the setting or file and the fix, exit 2."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +117,17 @@ def test_corrupt_or_incomplete_encoder_json_is_one_line(
     assert_one_error_line(code, err, f"{run / 'encoder.json'}: not a complete encoder description")
 
 
+def test_an_unknown_backbone_in_encoder_json_names_the_file(tissue: Path, capsys, monkeypatch) -> None:
+    run = tissue.parent / "pre"
+    save_encoder(build_encoder("resnet18"), run, method="simclr", image_size=32)
+    meta = json.loads((run / "encoder.json").read_text())
+    (run / "encoder.json").write_text(json.dumps({**meta, "backbone": "resnet999"}))
+    args = evaluate(tissue.parent / "out", tissue)
+    args[args.index("random:resnet18")] = str(run)
+    code, err = run_main(capsys, monkeypatch, *args)
+    assert_one_error_line(code, err, f"{run / 'encoder.json'}: backbone 'resnet999' is unknown")
+
+
 def test_a_truncated_pixel_cache_is_rebuilt_not_trusted(tmp_path: Path) -> None:
     config = tiny_config(tmp_path / "cache")
     first = np.array(prepare_data(config).images)
@@ -123,6 +136,64 @@ def test_a_truncated_pixel_cache_is_rebuilt_not_trusted(tmp_path: Path) -> None:
     again = prepare_data(config)
     np.testing.assert_array_equal(np.array(again.images), first)
     assert cache.stat().st_size > first.nbytes  # rewritten whole
+
+
+# -- CSV manifests and class names (issue 25, item 8) ---------------------------------------------------------
+
+
+def manifest(tissue: Path, label: dict[str, str] | None = None, group: str = "p{k}") -> list[str]:
+    """``path,label,group`` rows of the tissue images, 2 images per group; ``label`` renames classes."""
+    rows = ["path,label,group"]
+    for name in ("a", "b"):
+        for k in range(12):
+            rows.append(
+                f"{name}/img{k:03d}.png,{(label or {}).get(name, name)},{name}{group.format(k=k // 2)}"
+            )
+    return rows
+
+
+def write_csv(tissue: Path, rows: list[str]) -> Path:
+    (tissue / "list.csv").write_text("\n".join(rows) + "\n")
+    return tissue / "list.csv"
+
+
+def test_empty_group_cells_of_a_csv_are_named(tissue: Path, capsys, monkeypatch) -> None:
+    rows = manifest(tissue)
+    rows[2], rows[8] = rows[2].rsplit(",", 1)[0] + ",", rows[8].rsplit(",", 1)[0] + ",  "
+    data = write_csv(tissue, rows)
+    words = r"2 of 24 rows have an empty group cell \(line 3, 9\); each of those images is a group of its own"
+    with pytest.warns(UserWarning, match=words):
+        code, err = run_main(capsys, monkeypatch, *evaluate(tissue.parent / "out", data))
+    assert code == 0, err
+    assert any(re.match(words, p) for p in inspect_dataset(data, grid_path=tissue.parent / "g.png").problems)
+
+
+def test_one_file_listed_under_two_paths_is_refused(tissue: Path, capsys, monkeypatch) -> None:
+    data = write_csv(tissue, [*manifest(tissue), "./a/img000.png,b,b9"])
+    code, err = run_main(capsys, monkeypatch, *evaluate(tissue.parent / "out", data))
+    assert_one_error_line(code, err, "line 26: ./a/img000.png is the file a/img000.png again (also line 2)")
+
+
+@pytest.mark.parametrize("layout", ["csv", "folder"])
+def test_labels_that_differ_only_in_case_are_refused_and_inspected(
+    tmp_path: Path, tissue: Path, capsys, monkeypatch, layout: str
+) -> None:
+    if layout == "csv":
+        rows = manifest(tissue, {"a": "NORMAL", "b": "PNEUMONIA"})
+        rows[2:6] = [row.replace("NORMAL", "normal") for row in rows[2:6]]
+        data, kind = write_csv(tissue, rows), "labels"
+    else:
+        data = make_folder(
+            tmp_path / "cased", {"NORMAL": 8, "normal": 4, "PNEUMONIA": 12}, size=32, channels=3
+        )
+        kind = "class folders"
+    code, err = run_main(capsys, monkeypatch, *evaluate(tmp_path / "out", data))
+    assert_one_error_line(code, err, f"{kind} 'NORMAL' and 'normal' differ only in letter case")
+    problems = inspect_dataset(data, grid_path=tmp_path / "g.png").problems
+    assert (
+        "classes 'NORMAL' and 'normal' differ only in letter case, so they would be 2 classes; use one "
+        "spelling for each class" in problems
+    )
 
 
 # -- words ----------------------------------------------------------------------------------------------------

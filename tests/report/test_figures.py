@@ -9,7 +9,14 @@ from PIL import Image
 from sklearn.neighbors import KNeighborsClassifier
 
 from medssl.common.knn import nearest_neighbours
-from medssl.report.figures import OPENTSNE_MIN_POINTS, retrieval_figure, tsne_embed
+from medssl.report.figures import (
+    OPENTSNE_MIN_POINTS,
+    Panel,
+    class_colours,
+    retrieval_figure,
+    tsne_embed,
+    tsne_figure,
+)
 from medssl.rundir.retrieval import query_positions
 
 
@@ -31,6 +38,18 @@ def test_tsne_keeps_separated_classes_apart_with_both_backends() -> None:
         xy = tsne_embed(features)
         assert xy.shape == (n, 2) and np.isfinite(xy).all()
         assert _two_d_knn_accuracy(xy, labels) > 0.9
+
+
+def test_every_class_of_a_tsne_map_has_its_own_colour() -> None:
+    """30 classes (or 30 slides in the map by group) are 30 colours in the picture, not a palette reused."""
+    n = 30
+    xy = np.random.default_rng(0).normal(size=(3 * n, 2))
+    png = tsne_figure([Panel("encoder", xy, np.arange(3 * n) % n)], [f"class {i}" for i in range(n)])
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3)
+    drawn = {"#{:02x}{:02x}{:02x}".format(*pixel) for pixel in np.unique(rgb, axis=0)}
+    colours = class_colours(n)
+    assert len(set(colours)) == n and set(colours) <= drawn  # the legend's markers, drawn opaque
+    assert len(set(class_colours(500))) == 500
 
 
 def _red_pixels(png: bytes) -> int:

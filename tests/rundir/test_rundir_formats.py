@@ -9,10 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medssl.common.metric_names import METRICS
 from medssl.errors import DataError
 from medssl.rundir.atomic import atomic_write, remove_stale_temps, write_text
 from medssl.rundir.predictions import pool_predictions
-from medssl.rundir.results import RESULT_COLUMNS, append_results, read_results, rewrite_results
+from medssl.rundir.results import (
+    RESULT_COLUMNS,
+    append_results,
+    check_results,
+    read_results,
+    rewrite_results,
+)
 from medssl.rundir.settings import (
     cell_settings,
     changed_common,
@@ -79,6 +86,30 @@ def test_rewrite_replaces_a_cell_in_one_step(tmp_path: Path) -> None:
     dropped = rewrite_results(path, keep=lambda r: r.seed != 0, add=[{**ROW, "accuracy": 0.9}])
     assert dropped == 1
     assert [(r.seed, r.metric("accuracy")) for r in read_results(path)] == [(1, 0.6), (0, 0.9)]
+
+
+def test_a_rewrite_keeps_the_file_as_it_was_when_it_leaves_rows_out(tmp_path: Path) -> None:
+    """A second row of a cell or a stray line never silently vanishes in a rewrite (evaluate --replace)."""
+    path = tmp_path / "results.csv"
+    append_results(path, [{**ROW, "accuracy": 0.5}])
+    with path.open("a") as handle:
+        handle.write(path.read_text().splitlines()[1].replace(",0.5,", ",0.7,") + "\nnot a row\n")
+    damaged = path.read_bytes()
+    rewrite_results(path, add=[{**ROW, "seed": 1, "accuracy": 0.6}])
+    assert [(r.seed, r.metric("accuracy")) for r in read_results(path)] == [(0, 0.5), (1, 0.6)]
+    (kept,) = tmp_path.glob("results.csv.previous-*")
+    assert kept.read_bytes() == damaged
+
+
+def test_an_empty_results_file_is_no_problem_and_odd_seeds_are_no_rows(tmp_path: Path) -> None:
+    path = tmp_path / "results.csv"
+    path.write_text("")
+    assert check_results(path).problems() == []
+    append_results(path, [{**ROW, "accuracy": 0.5}])
+    with path.open("a") as handle:
+        handle.write(path.read_text().splitlines()[1].replace(",0,", ",1.5,", 1) + "\n")
+    check = check_results(path)
+    assert len(check.results) == 1 and check.unreadable == [(3, "label_fraction or seed is not a number")]
 
 
 def test_the_settings_key_is_canonical_and_names_what_changed(tmp_path: Path) -> None:
@@ -182,3 +213,18 @@ def test_pool_columns_appear_only_with_a_pool_and_stay_aligned(tmp_path: Path) -
 def _header(path: Path) -> list[str]:
     with path.open(newline="") as handle:
         return next(csv.reader(handle))
+
+
+def test_a_not_applicable_row_is_complete_without_metrics(tmp_path: Path) -> None:
+    """A kNN cell that cannot work has no metrics or predictions: it is no damage to repair, and its column
+    is one medssl writes (a rerun would otherwise evaluate it again and drop the column)."""
+    path = tmp_path / "results.csv"
+    identity = {**ROW, "backbone": "b", "init": "random", "n_train": 4, "n_test": 9, "collapsed": False}
+    scored = {**identity, "seed": 1, "predictions": "p.npz"}
+    scored.update({name: 0.5 for name in METRICS})
+    scored.update({name: 0.4 for name in ("accuracy_ci_low", "auroc_ci_low")})
+    scored.update({name: 0.6 for name in ("accuracy_ci_high", "auroc_ci_high")})
+    append_results(path, [scored, {**identity, "not_applicable": "k=200 >= 4 labelled images"}])
+    check = check_results(path)
+    assert not check.damaged and check.problems() == []
+    assert check.results[1].not_applicable.startswith("k=200")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -177,9 +177,26 @@ def class_folders(path: Path) -> dict[str | None, dict[str, Path]]:
     return {None: {f.name: f for f in subfolders(path)}}
 
 
+def case_clashes(names: Iterable[str]) -> list[list[str]]:
+    """Class names that differ only in letter case (``NORMAL``, ``normal``): sets of two or more."""
+    by_key: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        by_key.setdefault(name.casefold(), []).append(name)
+    return [same for same in by_key.values() if len(same) > 1]
+
+
+def case_clash_text(clashes: list[list[str]], kind: str) -> str:
+    """``labels 'NORMAL' and 'normal' differ only in letter case, so they would be two classes``."""
+    shown = "; ".join(" and ".join(f"'{name}'" for name in same) for same in clashes)
+    return f"{kind} {shown} differ only in letter case, so they would be {len(clashes[0])} classes"
+
+
 def _check_classes(root: Path, folders: dict[str | None, dict[str, Path]], found: dict[Path, int]) -> None:
-    """Strict mode: an empty class folder, a class absent from official train/test, or two class folders that
-    are the same folder (a link) is an error."""
+    """Strict mode: an empty class folder, a class absent from official train/test, two class folders that
+    are the same folder (a link), or two whose names differ only in letter case is an error."""
+    clashes = case_clashes(name for per_class in folders.values() for name in per_class)
+    if clashes:
+        raise DataError(f"{root}: {case_clash_text(clashes, 'class folders')}; merge them into one folder")
     for per_class in folders.values():
         seen: dict[Path, str] = {}
         for name, folder in sorted(per_class.items()):

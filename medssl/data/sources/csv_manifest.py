@@ -9,10 +9,13 @@ same way, as patients); every split keeps a group on one side. Paths are relativ
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
+from typing import TextIO
 
+from medssl.data.groups import examples
 from medssl.data.sources import Source, register
-from medssl.data.sources._files import SPLIT_NAMES
+from medssl.data.sources._files import SPLIT_NAMES, case_clash_text, case_clashes, is_lenient
 from medssl.data.types import ImageRecord, ImageTable
 from medssl.errors import DataError
 
@@ -76,31 +79,42 @@ def _record(
     return ref, label, group, SPLIT_NAMES[split.lower()] if split else ""
 
 
+Row = tuple[str, str, str, str]
+"""(path, label, group, split) of one CSV line, as written."""
+
+
+def _read(handle: TextIO, path: Path) -> tuple[list[Row], list[int], dict[str, str]]:
+    """The rows of the CSV, the line numbers of those with an empty group cell, and the columns."""
+    sample = handle.read(4096)
+    handle.seek(0)
+    reader = csv.DictReader(handle, dialect=_dialect(sample))
+    columns = _header(reader, path)
+    rows: list[Row] = []
+    ungrouped: list[int] = []
+    first_line: dict[Path, tuple[int, str]] = {}
+    for row in reader:
+        where = f"{path}, line {reader.line_num}"
+        if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
+            continue
+        record = _record(row, columns, where, path.parent)
+        file = (path.parent / record[0]).resolve()  # ./a/x.png and a/x.png are one file
+        if file in first_line:
+            line, ref = first_line[file]
+            again = "listed twice" if ref == record[0] else f"the file {ref} again"
+            raise DataError(f"{where}: {record[0]} is {again} (also line {line}); list each image once")
+        first_line[file] = (reader.line_num, record[0])
+        rows.append(record)
+        if "group" in columns and not record[2]:
+            ungrouped.append(reader.line_num)
+    return rows, ungrouped, columns
+
+
 def load(path: Path) -> ImageTable:
     if not path.is_file():
         raise DataError(f"{path}: no such CSV file; check the --data path")
-    root = path.parent
-    rows: list[tuple[str, str, str, str]] = []
-    first_line: dict[str, int] = {}
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            sample = handle.read(4096)
-            handle.seek(0)
-            dialect = _dialect(sample)
-            reader = csv.DictReader(handle, dialect=dialect)
-            columns = _header(reader, path)
-            kind = "patient" if "patient" in columns else "group"  # what the ids are called in messages
-            for row in reader:
-                where = f"{path}, line {reader.line_num}"
-                if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
-                    continue
-                record = _record(row, columns, where, root)
-                if record[0] in first_line:
-                    raise DataError(
-                        f"{where}: {record[0]} is listed twice (also line {first_line[record[0]]})"
-                    )
-                first_line[record[0]] = reader.line_num
-                rows.append(record)
+            rows, ungrouped, columns = _read(handle, path)
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not a UTF-8 text CSV ({error.reason}); save it as UTF-8 CSV") from None
     except csv.Error as error:
@@ -108,11 +122,21 @@ def load(path: Path) -> ImageTable:
     if not rows:
         raise DataError(f"{path}: the manifest lists no images; add rows path,label")
     classes = _class_names({label for _, label, _, _ in rows})
+    if (clashes := case_clashes(classes)) and not is_lenient():
+        raise DataError(f"{path}: {case_clash_text(clashes, 'labels')}; write each label one way")
+    kind = "patient" if "patient" in columns else "group"  # what the ids are called in messages
+    if ungrouped:
+        warnings.warn(
+            f"{path}: {len(ungrouped):,} of {len(rows):,} rows have an empty {columns['group']} cell (line "
+            f"{examples([str(line) for line in ungrouped])}); each of those images is a {kind} of its own; "
+            "fill them in, or leave the column out",
+            stacklevel=2,
+        )
     index = {name: i for i, name in enumerate(classes)}
     records = [
         ImageRecord(ref, index[label], group or None, split or None) for ref, label, group, split in rows
     ]
-    return ImageTable("csv", root, classes, records, ignored=[], group_kind=kind)
+    return ImageTable("csv", path.parent, classes, records, ignored=[], group_kind=kind)
 
 
 register(
