@@ -73,7 +73,9 @@ def data_inspect(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Where to write the sample grid PNG (default: ./<dataset>-samples.png)."),
+        typer.Option(
+            help="Where to write the sample grid PNG, or a folder for it (default: ./<dataset>-samples.png)."
+        ),
     ] = None,
     group_pattern: Annotated[
         str | None,
@@ -103,6 +105,9 @@ def data_inspect(
     typer.echo(report.to_text())
 
 
+PREVIEW_NAME = "augment_preview.png"
+
+
 @app.command("augment-preview")
 def augment_preview_command(
     data: Annotated[
@@ -118,7 +123,9 @@ def augment_preview_command(
         str, typer.Option(help="xray, histology, generic, all, or auto (from the dataset's modality).")
     ] = "auto",
     image_size: SizeOpt = None,
-    out: Annotated[Path, typer.Option(help="Where to write the preview PNG.")] = Path("augment_preview.png"),
+    out: Annotated[
+        Path, typer.Option(help="Where to write the preview PNG (a folder: FOLDER/augment_preview.png).")
+    ] = Path(PREVIEW_NAME),
     seed: Annotated[int, typer.Option(help="Picks the images and the random views.")] = 0,
 ) -> None:
     """A PNG grid of training images next to their augmented views, to check a preset before pre-training.
@@ -126,6 +133,7 @@ def augment_preview_command(
     Options given here override the same keys of --config and --set.
     """
     from medssl.data.dataset import prepare_data
+    from medssl.rundir.paths import picture_path
     from medssl.train.augment import PRESETS, detect_preset
     from medssl.train.preview import augment_preview
 
@@ -133,6 +141,7 @@ def augment_preview_command(
     if preset not in choices:
         raise ConfigError(f"--preset {preset!r} is not known; use one of {', '.join(choices)}")
     settings = _data_config(config, set_, data, layout=layout, image_size=image_size)
+    out = picture_path(out, settings.path, PREVIEW_NAME)
     prepared = prepare_data(settings)
     images, _ = prepared.part("train")
     if preset == "auto":
