@@ -229,6 +229,7 @@ def pretrain(
     Options given here override the same keys of --config and --set.
     """
     from medssl.config import layered_config
+    from medssl.train.api import check_devices
     from medssl.train.api import pretrain as run_pretrain
     from medssl.train.config import PretrainConfig
 
@@ -256,6 +257,7 @@ def pretrain(
         )
     if resume and restart:
         raise ConfigError("--resume and --restart: pass one of them")
+    check_devices(settings)  # before --restart moves anything
     _restart(out, restart)
     run_dir = run_pretrain(settings, out, resume=resume)
     typer.echo(f"encoder written to {run_dir}/encoder.pt (history: {run_dir}/history.csv)")
@@ -477,7 +479,7 @@ def evaluate_command(
     from medssl.evaluate.api import evaluate_encoder
     from medssl.evaluate.config import EvaluationConfig
     from medssl.models.encoder import encoder_from_spec
-    from medssl.rundir.paths import check_apart, check_out
+    from medssl.rundir.paths import check_apart, check_out, check_writable
     from medssl.rundir.settings import data_settings
 
     options = {
@@ -494,7 +496,7 @@ def evaluate_command(
     flags = {"protocols": "--protocol", "n_bootstrap": "--bootstrap"}
     settings = layered_config(EvaluationConfig, config, set_, options, flags)
     torch_device = _device(device)
-    check_out(out)
+    check_writable(check_out(out))
     check_apart(data, out)
     model = encoder_from_spec(encoder)
     size = _image_size(image_size, model.meta)

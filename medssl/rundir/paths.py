@@ -18,6 +18,9 @@ def check_out(out: str | Path) -> Path:
     return out
 
 
+CHOOSE_ANOTHER = "make it writable (chmod u+w) or choose another folder"
+
+
 def _inside(path: str | Path, data: str | Path) -> bool:
     """Whether ``path`` is the dataset folder ``data`` or lies inside it (False for names that are not
     folders: ``synthetic``, MedMNIST names, a CSV manifest or an .npz file)."""
@@ -59,21 +62,21 @@ def move_aside(out: str | Path) -> Path | None:
     return target
 
 
-def check_writable(folder: str | Path, option: str = "--out") -> Path:
-    """Refuse a ``folder`` that cannot be made or written (read-only, or not ours), before anything is
-    written: one line naming the nearest existing folder and the fix."""
+def check_writable(folder: str | Path, label: str | None = None, fix: str = CHOOSE_ANOTHER) -> Path:
+    """Refuse a ``folder`` that cannot be made or written (read-only, or not ours) before anything is
+    written: one line naming ``label`` (default ``--out <folder>``), the nearest existing folder and ``fix``."""
     folder = Path(folder)
-    if problem := writable_problem(folder, option):
+    if problem := writable_problem(folder, label, fix):
         raise ConfigError(problem)
     return folder
 
 
-def writable_problem(folder: Path, option: str = "--out") -> str | None:
-    """Why ``folder`` (or the parent it would be made in) cannot be written, or None."""
+def writable_problem(folder: Path, label: str | None = None, fix: str = CHOOSE_ANOTHER) -> str | None:
+    """Why ``folder`` (or the parent it would be made in) cannot be written, or None; see ``check_writable``."""
     existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
     if os.access(existing, os.W_OK | os.X_OK):
         return None
-    return f"{option} {folder}: {existing} is not writable; make it writable (chmod u+w) or choose another folder"
+    return f"{label or f'--out {folder}'}: {existing} is not writable; {fix}"
 
 
 PICTURE_SUFFIX = ".png"

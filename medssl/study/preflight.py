@@ -6,7 +6,6 @@ collects all of them and stops with a single error listing everything, before an
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 from collections.abc import Iterator
@@ -17,7 +16,9 @@ import torch
 
 from medssl.errors import MedsslError
 from medssl.models.backbones import build_backbone
+from medssl.rundir.paths import writable_problem
 from medssl.study.config import StudyConfig
+from medssl.train.api import device_problem
 
 WEIGHT_COPIES_PER_RUN = 4
 """Copies of the weights a pre-training run keeps: ``last.ckpt`` (weights and SGD momentum), ``best.ckpt``
@@ -75,13 +76,8 @@ def data_problems(study: StudyConfig) -> list[str]:
 
 def device_problems(study: StudyConfig) -> list[str]:
     """The requested accelerator exists and has as many devices as asked for."""
-    settings = study.pretrain
-    gpus = torch.cuda.device_count()
-    if settings.accelerator == "gpu" and gpus == 0:
-        return ["pretrain.accelerator is 'gpu' but no GPU is visible; set pretrain.accelerator=cpu (or auto)"]
-    if settings.devices > 1 and settings.accelerator != "cpu" and 0 < gpus < settings.devices:
-        return [f"pretrain.devices={settings.devices} but only {gpus} GPU(s) are visible; set devices={gpus}"]
-    return []
+    problem = device_problem(study.pretrain, ("pretrain.accelerator=", "pretrain.devices="))
+    return [problem] if problem else []
 
 
 def _parameter_bytes(backbone: str) -> int:
@@ -102,9 +98,9 @@ def output_problems(study: StudyConfig, out: Path) -> list[str]:
     """``out`` is (or can be made) a writable folder with room for the checkpoints."""
     if out.exists() and not out.is_dir():
         return [f"--out {out} is a file; choose a folder"]
+    if problem := writable_problem(out):
+        return [problem]
     existing = next((p for p in [out, *out.parents] if p.exists()), Path("."))
-    if not os.access(existing, os.W_OK):
-        return [f"--out {out}: {existing} is not writable; choose a folder you can write to"]
     need, free = estimated_checkpoint_bytes(study), shutil.disk_usage(existing).free
     if need > free:
         return [
