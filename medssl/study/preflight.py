@@ -80,6 +80,21 @@ def device_problems(study: StudyConfig) -> list[str]:
     return [problem] if problem else []
 
 
+SLURM_COMMANDS = ("sbatch", "srun")
+"""What ``launcher: slurm`` runs: submitit submits with sbatch and refuses to start without srun."""
+
+
+def launcher_problems(study: StudyConfig) -> list[str]:
+    """``launcher: slurm`` runs where SLURM's commands are (a cluster's login node)."""
+    missing = [command for command in SLURM_COMMANDS if shutil.which(command) is None]
+    if study.launcher != "slurm" or not missing:
+        return []
+    return [
+        f"launcher slurm: {' and '.join(missing)} not found, so this machine is not a SLURM cluster's node; "
+        "run the command on the cluster's login node, or use --launcher local (or sequential)"
+    ]
+
+
 def _parameter_bytes(backbone: str) -> int:
     with torch.device("meta"):
         model = build_backbone(backbone, "random")
@@ -117,6 +132,7 @@ def preflight(study: StudyConfig, out: str | Path) -> None:
         *data_problems(study),
         *weight_problems(study),
         *([] if study.launcher == "slurm" else device_problems(study)),  # SLURM cells run on other nodes
+        *launcher_problems(study),
         *output_problems(study, out),
     ]
     if problems:
