@@ -12,6 +12,7 @@ from medssl.errors import ConfigError, Interrupted, MedsslError
 
 if TYPE_CHECKING:
     from medssl.data.dataset import DataConfig
+    from medssl.study.config import StudyConfig
 
 app = typer.Typer(
     help="In-domain self-supervised pre-training vs ImageNet transfer for small medical image datasets.",
@@ -294,23 +295,14 @@ def benchmark(
     overrides = [f"{key}={value}" for key, value in _given(launcher=launcher, workers=workers).items()]
     study = load_study(config, [*(set_ or []), *overrides])
     if dry_run:
-        from medssl.study.cells import cell_statuses, status_lines
-        from medssl.study.grid import StudyRunner
-
-        StudyRunner(study, out).check()  # the refusal a real run would give, before listing
-        typer.echo("\n".join(status_lines(cell_statuses(study, out), needs=True)))
-        if study.launcher == "slurm":
-            from medssl.study.launch import slurm_plan
-
-            typer.echo(slurm_plan(study, out))
+        _dry_run(study, out, restart)
         return
-    _restart(out, restart)
     if study.launcher == "sequential":
-        run_study(study, out)
+        run_study(study, out, restart=restart, say=typer.echo)
     else:
         from medssl.study.launch import launch_study
 
-        jobs = launch_study(study, out)
+        jobs = launch_study(study, out, restart=restart, say=typer.echo)
         if study.launcher == "slurm":
             ids = ", ".join(sorted({job.job_id.split("_")[0] for job in jobs.values()}))
             typer.echo(f"{len(jobs)} SLURM jobs submitted ({ids}); follow them with `medssl status {out}`, then "
@@ -318,6 +310,26 @@ def benchmark(
             return
     _warn_leakage(out)
     typer.echo(f"results: {out / 'results.csv'}\nreport:  {out / 'report.html'}")
+
+
+def _dry_run(study: StudyConfig, out: Path, restart: bool) -> None:
+    """The cells of ``study`` and which are done in ``out`` (with ``restart``: what a restart would run), after
+    the refusal a real run would give."""
+    from medssl.study.cells import cell_statuses, status_lines
+    from medssl.study.grid import StudyRunner
+
+    runner = StudyRunner(study, out, restart=restart)
+    runner.check()
+    runner.prepare_datasets(only_split=True)  # data changed since the run's split: refused as a run would be
+    if restart and out.is_dir():
+        typer.echo(
+            f"--restart: the earlier run in {out} would be moved to {out}.previous-<time>; every cell starts anew"
+        )
+    typer.echo("\n".join(status_lines(cell_statuses(study, out, fresh=restart), needs=True)))
+    if study.launcher == "slurm":
+        from medssl.study.launch import slurm_plan
+
+        typer.echo(slurm_plan(study, out, fresh=restart))
 
 
 def _warn_leakage(out: Path) -> None:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from medssl.errors import ConfigError
+from medssl.rundir.lock import RUN_LOCK
 
 
 def check_out(out: str | Path) -> Path:
@@ -47,11 +48,14 @@ def check_apart(data: str | Path, out: str | Path) -> None:
         )
 
 
+START_OVER = "pass --restart to start over (the old run is kept beside it), or use another --out"
+
+
 def move_aside(out: str | Path) -> Path | None:
     """Rename a non-empty run folder ``out`` to ``<out>.previous-<UTC time>`` so a restart loses nothing;
-    returns the new name (None when there was nothing to move)."""
+    returns the new name (None when there was nothing to move: no folder, or only its run lock)."""
     out = Path(out)
-    if not out.is_dir() or not any(out.iterdir()):
+    if not out.is_dir() or all(path.name == RUN_LOCK for path in out.iterdir()):
         return None
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     target = out.with_name(f"{out.name}.previous-{stamp}")

@@ -23,9 +23,10 @@ from medssl.errors import ConfigError, DataError, Interrupted
 from medssl.methods import method_class
 from medssl.models.encoder import ENCODER_META, build_encoder, save_encoder
 from medssl.rundir.atomic import remove_stale_temps, write_text
+from medssl.rundir.data_record import DataChanged
 from medssl.rundir.encoder_meta import recorded_settings
 from medssl.rundir.history import HISTORY, read_history
-from medssl.rundir.paths import check_apart, check_out, check_writable
+from medssl.rundir.paths import START_OVER, check_apart, check_out, check_writable
 from medssl.rundir.settings import (
     SETTINGS,
     changed_common,
@@ -300,7 +301,10 @@ def pretrain(
         _check_resume(out, settings)
     if ckpt is None and (out / ENCODER_META).exists() and resume:
         return out
-    data = data or prepare_data(config.data, run_dir=out)
+    try:
+        data = data or prepare_data(config.data, run_dir=out)
+    except DataChanged as error:
+        raise error.advise(START_OVER) from None
     if resume:
         _check_resume(out, settings, data.fingerprint)
         remove_stale_temps(out / "checkpoints")
