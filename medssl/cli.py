@@ -189,10 +189,18 @@ def pretrain(
         str | None, typer.Option(help="Folder layout ('auto' detects it) (default: auto).")
     ] = None,
     backbone: Annotated[
-        str | None, typer.Option(help="resnet18, resnet50 or efficientnet_lite0 (default: resnet18).")
+        str | None,
+        typer.Option(
+            help="resnet18, resnet50, efficientnet_lite0, vit_tiny, vit_small (8 px patches; vit_tiny_p4, "
+            "vit_small_p4: 4 px) or timm:<model name> (default: resnet18)."
+        ),
     ] = None,
     init: Annotated[
-        str | None, typer.Option(help="random, or imagenet for continued pre-training (default: random).")
+        str | None,
+        typer.Option(
+            help="random; imagenet for continued pre-training; pretrained: the weights a timm:<name> backbone "
+            "names (e.g. DINOv2's) (default: random)."
+        ),
     ] = None,
     recipe: Annotated[
         str | None,
@@ -431,7 +439,11 @@ def _image_size(given: int | None, encoder_meta: dict) -> int:
 @app.command("evaluate")
 def evaluate_command(
     encoder: Annotated[
-        str, typer.Option(help="Pre-training run dir, imagenet:<backbone> or random:<backbone>.")
+        str,
+        typer.Option(
+            help="Pre-training run dir, imagenet:<backbone>, random:<backbone>, timm:<model name>[@<weights "
+            "file>] or hf:<model folder>."
+        ),
     ],
     data: Annotated[str, typer.Option(help="Dataset folder, .npz, .csv, MedMNIST name or 'synthetic'.")],
     config: Annotated[
@@ -512,6 +524,7 @@ def evaluate_command(
     check_apart(data, out)
     model = encoder_from_spec(encoder)
     size = _image_size(image_size, model.meta)
+    model.check_image_size(size)
     skip = True if skip_bad_images else None
     data_config = _data_config(None, None, data, layout=layout, image_size=size, skip_bad_images=skip)
     out.mkdir(parents=True, exist_ok=True)
@@ -540,10 +553,13 @@ def evaluate_command(
 
 def _show_row(row: dict) -> None:
     """One finished evaluation cell, as it is done."""
+    head = f"  {row['protocol']:<12} f={row['label_fraction']:<5g} seed={row['seed']}: "
+    if row.get("not_applicable"):
+        typer.echo(f"{head}not applicable ({row['not_applicable']})")
+        return
     typer.echo(
-        f"  {row['protocol']:<12} f={row['label_fraction']:<5g} seed={row['seed']}: "
-        f"accuracy {row['accuracy']:.3f}, AUROC {row['auroc']:.3f}"
-        + ("  [COLLAPSED]" if row["collapsed"] else "")
+        f"{head}accuracy {row['accuracy']:.3f}, AUROC {row['auroc']:.3f}"
+        + ("  [COLLAPSED OR AT THE FLOOR]" if row["collapsed"] else "")
     )
 
 
@@ -564,7 +580,16 @@ def _print_summary(rows: list[dict]) -> None:
     collapsed = sum(bool(r["collapsed"]) for r in rows)
     if collapsed:
         typer.secho(
-            f"{collapsed} cell(s) predict one class for ≥95% of the test images (collapsed)", fg="yellow"
+            f"{collapsed} cell(s) predict one class for ≥95% of the test images (collapsed) or score no "
+            "better than chance in balanced accuracy (at the floor)",
+            fg="yellow",
+        )
+    not_applicable = [r for r in rows if r.get("not_applicable")]
+    if not_applicable:
+        typer.secho(
+            f"{len(not_applicable)} kNN cell(s) not applicable ({not_applicable[0]['not_applicable']}): "
+            "a k below the labelled images (--set k=N) runs them",
+            fg="yellow",
         )
 
 

@@ -85,6 +85,18 @@ def knn_scores(
     return out.cpu().numpy()
 
 
+def knn_not_applicable(k: int, n_labelled: int) -> str:
+    """Why a plain k-NN vote cannot classify a cell ('' when it can).
+
+    With ``k`` at least the number of labelled images every test image's neighbours are the whole labelled
+    set, so every test image gets the same vote (the labelled majority class): the cell measures the label
+    subset, not the encoder. The weighted vote still ranks neighbours by similarity and is not affected.
+    """
+    if k < n_labelled:
+        return ""
+    return f"k={k} ≥ {n_labelled} labelled images: every test image gets the same vote"
+
+
 def nearest_neighbours(
     bank: np.ndarray | torch.Tensor, queries: np.ndarray | torch.Tensor, k: int, metric: Metric = "cosine"
 ) -> np.ndarray:

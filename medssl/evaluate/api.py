@@ -13,6 +13,7 @@ and every row carries its ``fold``.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from medssl.common.knn import knn_scores
+from medssl.common.knn import knn_not_applicable, knn_scores
+from medssl.common.metric_names import METRICS
 from medssl.data.dataset import PreparedData
 from medssl.errors import ConfigError
 from medssl.evaluate.config import DEFAULT_TEMPERATURE, FROZEN_PROTOCOLS, PROTOCOLS, EvaluationConfig
@@ -36,11 +38,14 @@ from medssl.evaluate.metrics import (
 )
 from medssl.evaluate.probe import linear_probe
 from medssl.models.encoder import Encoder, encoder_from_spec
+from medssl.models.specs import path_safe
 from medssl.rundir.atomic import write_text
+from medssl.rundir.encoder_meta import write_encoder_meta
 from medssl.rundir.features import FEATURES
 from medssl.rundir.lock import locked
 from medssl.rundir.predictions import load_predictions, predictions_name, save_predictions
 from medssl.rundir.results import (
+    NOT_APPLICABLE,
     POOL_COLUMNS,
     RESULTS,
     append_results,
@@ -82,15 +87,19 @@ def encoder_identity(encoder: Encoder, protocol: str | None = None) -> dict[str,
     """``encoder`` id, ``method``, ``backbone`` and ``init`` of a row, from ``encoder.meta``.
 
     Ids follow the run-directory convention: ``<method>-<backbone>-<init>`` for pre-trained encoders,
-    ``imagenet-<bb>`` / ``random-<bb>`` for the baselines. An untrained encoder that is fine-tuned is the
+    ``imagenet-<bb>`` / ``random-<bb>`` for the baselines, ``timm-<name>`` / ``hf-<folder>`` for the
+    ``timm:`` and ``hf:`` specs, whose method is their kind (``imagenet`` or ``foundation``), init their
+    family and backbone their ``title`` (``DINOv2 ViT-S/14``). An untrained encoder that is fine-tuned is the
     supervised-from-scratch baseline: method ``supervised`` (the id stays ``random-<bb>``).
     """
     meta = encoder.meta
     backbone = str(meta.get("backbone", encoder.name))
     init = str(meta.get("init", "random"))
     method = str(meta.get("method", "unknown"))
-    default_id = f"{method}-{backbone}" if method in BASELINE_METHODS else f"{method}-{backbone}-{init}"
+    name = path_safe(backbone)
+    default_id = f"{method}-{name}" if method in BASELINE_METHODS else f"{method}-{name}-{init}"
     encoder_id = str(meta.get("encoder_id") or default_id)
+    backbone = str(meta.get("title") or backbone)  # timm: and hf: encoders: the model's name for readers
     if method == "random" and protocol == "finetune":
         method = "supervised"
     return {"encoder": encoder_id, "method": method, "backbone": backbone, "init": init}
@@ -135,7 +144,7 @@ def evaluate_cell(
     n_classes: int,
     settings: EvaluationConfig | None = None,
     knn_metric: str = "cosine",
-) -> tuple[dict[str, Any], np.ndarray]:
+) -> tuple[dict[str, Any], np.ndarray | None]:
     """One frozen-feature cell: ``knn``, ``knn_weighted`` or ``linear`` at a label fraction and seed, with
     ``settings``' k, temperature, class weight and bootstrap (default: ``EvaluationConfig()``'s).
 
@@ -143,9 +152,14 @@ def evaluate_cell(
     choose the probe's C are subsampled at the same fraction (a 1% experiment does not get 10× more labels
     for validation than for training). The test set is always complete.
 
+    A plain kNN whose k is at least the number of labelled images cannot work (``knn_not_applicable``): the
+    cell is not run; its row has no metrics and says why in ``not_applicable``, and there are no
+    probabilities (None).
+
     Returns:
         (row with protocol, label_fraction, seed, n_train, n_val, n_test, metrics, CIs, collapsed,
-        confusion, wall_s and protocol details; test class probabilities (n_test, n_classes)).
+        confusion, wall_s and protocol details; test class probabilities (n_test, n_classes), or None for a
+        cell that is not applicable).
     """
     _check_protocol(protocol)
     if protocol not in FROZEN_PROTOCOLS:
@@ -174,6 +188,8 @@ def evaluate_cell(
         )
         y_prob = probe.test_prob
         details = {"C": probe.C, "val_balanced_accuracy": probe.val_balanced_accuracy}
+    elif protocol == "knn" and (reason := knn_not_applicable(settings.k, len(train_y))):
+        y_prob, details = None, {"k": settings.k, NOT_APPLICABLE: reason, "collapsed": False}
     else:
         weighted = protocol == "knn_weighted"
         y_prob = knn_scores(
@@ -187,6 +203,7 @@ def evaluate_cell(
             metric=knn_metric,
         ).astype(np.float64)
         details = {"k": min(settings.k, len(train_y))}
+    scores = score_predictions(test_y, y_prob, settings.n_bootstrap, seed) if y_prob is not None else {}
     row = {
         "protocol": protocol,
         "label_fraction": float(label_fraction),
@@ -194,7 +211,8 @@ def evaluate_cell(
         "n_train": len(train_y),
         "n_val": n_val,
         "n_test": len(test_y),
-        **score_predictions(test_y, y_prob, settings.n_bootstrap, seed),
+        **{name: math.nan for name in METRICS},
+        **scores,
         **details,
     }
     row["wall_s"] = round(time.perf_counter() - start, 3)
@@ -447,6 +465,8 @@ def evaluate_encoder(
         data.fold,
     )
     eval_dir = dataset_dir(out_dir, data) / "eval" / name
+    if plan and encoder.meta.get("source"):  # a baseline spec: what it is, its kind and input conventions
+        write_encoder_meta(eval_dir, encoder.meta)
     features = None
     if any(cell.protocol in FROZEN_PROTOCOLS for cell in plan):
         features = encoder_features(encoder, data, eval_dir / FEATURES, device=device)
@@ -461,14 +481,17 @@ def evaluate_encoder(
             row, y_prob = evaluate_cell(features, protocol, fraction, seed, len(data.classes), settings)
         test_index = np.asarray(data.split["test"])
         prediction_path = eval_dir / "predictions" / predictions_name(protocol, fraction, seed)
-        save_predictions(prediction_path, data.labels[test_index], y_prob, test_index)
+        if y_prob is not None:
+            save_predictions(prediction_path, data.labels[test_index], y_prob, test_index)
+        else:
+            prediction_path.unlink(missing_ok=True)  # a replaced cell's old file would contradict its row
         row = {
             "dataset": data.name,
             **encoder_identity(encoder, protocol),
             **{key: encoder.meta[key] for key in POOL_COLUMNS if key in encoder.meta},
             **row,
             "fold": data.fold,
-            "predictions": prediction_path.relative_to(out_dir).as_posix(),
+            "predictions": prediction_path.relative_to(out_dir).as_posix() if y_prob is not None else "",
         }
         _record(out_dir, row, cell)
         rows.append(row)

@@ -18,6 +18,8 @@ from sklearn import metrics as skm
 from medssl.common.metric_names import METRICS
 
 COLLAPSE_SHARE = 0.95
+FLOOR_TOLERANCE = 1e-9
+"""Scores within this of a floor count as at it (sums of 1/n can miss 1/K by a rounding error)."""
 _CHUNK_ELEMENTS = 1 << 23
 """Resamples are processed in chunks of at most this many (resample, image) weights (~64 MB of float64)."""
 
@@ -71,18 +73,31 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndar
     return skm.confusion_matrix(y_true, y_pred, labels=np.arange(n_classes))
 
 
-def is_collapsed(y_true: np.ndarray, y_pred: np.ndarray, share: float = COLLAPSE_SHARE) -> bool:
-    """True when one class gets ≥ ``share`` of the predictions although it is < ``share`` of the true labels.
+def floor_reason(y_true: np.ndarray, y_pred: np.ndarray, share: float = COLLAPSE_SHARE) -> str:
+    """Why the predictions carry no skill beyond the floor ('' when they do).
 
-    A model that always says "pneumonia" on a test set that is 62% pneumonia is collapsed; the same
-    predictions on a 96% pneumonia test set are not flagged, since they may be a sensible answer there.
+    * ``collapsed``: one class gets ≥ ``share`` of the predictions although it is < ``share`` of the true
+      labels (a model that always says "pneumonia" on a test set that is 62% pneumonia);
+    * ``at the floor``: balanced accuracy at or below chance, 1/K over the K classes present, which is what
+      predicting one class for every image scores on any test set (so always "pneumonia" on a 96% pneumonia
+      test set is flagged too: its 96% accuracy is the majority-class rate, not skill).
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if len(y_pred) == 0:
-        return False
+        return ""
     values, counts = np.unique(y_pred, return_counts=True)
     top = values[counts.argmax()]
-    return bool(counts.max() / len(y_pred) >= share and np.mean(y_true == top) < share)
+    if counts.max() / len(y_pred) >= share and np.mean(y_true == top) < share:
+        return "collapsed"
+    present = len(np.unique(y_true))
+    if present > 1 and balanced_accuracy(y_true, y_pred) <= 1 / present + FLOOR_TOLERANCE:
+        return "at the floor"
+    return ""
+
+
+def is_collapsed(y_true: np.ndarray, y_pred: np.ndarray, share: float = COLLAPSE_SHARE) -> bool:
+    """True when the predictions are collapsed or at the floor (see ``floor_reason``): results.csv's flag."""
+    return bool(floor_reason(y_true, y_pred, share))
 
 
 # --- bootstrap -------------------------------------------------------------------------------------------

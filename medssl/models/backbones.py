@@ -1,4 +1,5 @@
-"""Backbones (torchvision ResNets, EfficientNet-Lite0) from random or ImageNet initialisation."""
+"""Backbones by name: torchvision ResNets, EfficientNet-Lite0 and small ViTs (``BACKBONES``), and any timm model
+as ``timm:<name>`` (``medssl.models.timm_encoder``); from random, ImageNet or the timm name's own weights."""
 
 from __future__ import annotations
 
@@ -10,20 +11,29 @@ import torch
 from torch import nn
 
 from medssl.errors import ConfigError, WeightsUnavailableError
+from medssl.models.inputs import IMAGENET_MEAN, IMAGENET_STD, InputConventions
+from medssl.models.vit import vit
 
-Init = Literal["random", "imagenet"]
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+Init = Literal["random", "imagenet", "pretrained"]
+INITS = ("random", "imagenet", "pretrained")
+TIMM_PREFIX = "timm:"
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build a backbone and what its input should look like."""
+    """How to build a backbone (``build(imagenet)``) and what its input should look like."""
 
     build: Callable[[bool], nn.Module]
     feature_dim: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    patch: int = 1
+    conventions: InputConventions | None = None
+    """The full input conventions where they say more than mean, std and patch (timm models)."""
+
+    @property
+    def inputs(self) -> InputConventions:
+        return self.conventions or InputConventions(self.mean, self.std, patch=self.patch)
 
 
 def _resnet(name: str) -> Callable[[bool], nn.Module]:
@@ -100,17 +110,41 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet18": BackboneSpec(_resnet("resnet18"), 512, IMAGENET_MEAN, IMAGENET_STD),
     "resnet50": BackboneSpec(_resnet("resnet50"), 2048, IMAGENET_MEAN, IMAGENET_STD),
     "efficientnet_lite0": BackboneSpec(_efficientnet_lite0, 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "vit_tiny": BackboneSpec(vit("tiny", 8), 192, IMAGENET_MEAN, IMAGENET_STD, patch=8),
+    "vit_small": BackboneSpec(vit("small", 8), 384, IMAGENET_MEAN, IMAGENET_STD, patch=8),
+    "vit_tiny_p4": BackboneSpec(vit("tiny", 4), 192, IMAGENET_MEAN, IMAGENET_STD, patch=4),
+    "vit_small_p4": BackboneSpec(vit("small", 4), 384, IMAGENET_MEAN, IMAGENET_STD, patch=4),
 }
 
 
 def backbone_spec(name: str) -> BackboneSpec:
+    """The registered backbone ``name``, or the timm model of a ``timm:<name>`` backbone."""
+    if name.startswith(TIMM_PREFIX):
+        from medssl.models.timm_encoder import timm_backbone_spec
+
+        return timm_backbone_spec(name)
     if name not in BACKBONES:
-        raise ConfigError(f"backbone '{name}' is unknown; choose one of: {', '.join(BACKBONES)}")
+        raise ConfigError(
+            f"backbone '{name}' is unknown; choose one of: {', '.join(BACKBONES)}, or timm:<model name>"
+        )
     return BACKBONES[name]
 
 
 def build_backbone(name: str, init: Init = "random") -> nn.Module:
-    """A backbone mapping (B, 3, H, W) normalised images to (B, feature_dim) features."""
-    if init not in ("random", "imagenet"):
-        raise ConfigError(f"init '{init}' is unknown; choose random or imagenet")
+    """A backbone mapping (B, 3, H, W) normalised images to (B, feature_dim) features.
+
+    ``init``: random weights, ImageNet weights, or (``pretrained``, for ``timm:`` backbones) the weights the
+    timm name stands for, e.g. DINOv2's for ``timm:vit_small_patch14_dinov2.lvd142m``.
+    """
+    if init not in INITS:
+        raise ConfigError(f"init '{init}' is unknown; choose one of: {', '.join(INITS)}")
+    if name.startswith(TIMM_PREFIX):
+        from medssl.models.timm_encoder import timm_backbone
+
+        return timm_backbone(name, init)
+    if init == "pretrained":
+        raise ConfigError(
+            f"init 'pretrained' loads the weights a timm:<name> backbone stands for; {name} has none but "
+            "ImageNet's (init imagenet)"
+        )
     return backbone_spec(name).build(init == "imagenet")

@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from medssl.errors import MedsslError
+from medssl.errors import ConfigError, MedsslError
 from medssl.models.backbones import Init, backbone_spec, build_backbone
+from medssl.models.inputs import InputConventions
 from medssl.rundir.atomic import atomic_write, torch_save, write_advice
 from medssl.rundir.encoder_meta import ENCODER_META, ENCODER_WEIGHTS, read_encoder_meta, write_encoder_meta
 
@@ -19,24 +20,43 @@ from medssl.rundir.encoder_meta import ENCODER_META, ENCODER_WEIGHTS, read_encod
 class Encoder(nn.Module):
     """Maps images in [0, 1], shape (B, C, H, W) with C = 1 or 3, to (B, feature_dim) features.
 
-    Grayscale input is repeated to three channels and every input is normalised the way the backbone
-    expects, so callers only ever pass ``uint8_batch.float() / 255``.
+    Grayscale input is repeated to the backbone's channels and every input is normalised the way the backbone
+    expects, so callers only ever pass ``uint8_batch.float() / 255``. ``inputs`` and ``feature_dim`` default
+    to the registered backbone ``name``'s.
     """
 
-    def __init__(self, backbone: nn.Module, name: str, meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        name: str,
+        meta: dict[str, Any] | None = None,
+        inputs: InputConventions | None = None,
+        feature_dim: int | None = None,
+    ) -> None:
         super().__init__()
-        spec = backbone_spec(name)
+        spec = backbone_spec(name) if inputs is None or feature_dim is None else None
+        self.inputs = inputs or spec.inputs  # type: ignore[union-attr]
         self.backbone = backbone
         self.name = name
-        self.feature_dim = spec.feature_dim
-        self.meta = {"backbone": name, "mean": list(spec.mean), "std": list(spec.std), **(meta or {})}
-        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
+        self.feature_dim = feature_dim or spec.feature_dim  # type: ignore[union-attr]
+        self.meta = {"backbone": name, **self.inputs.meta(), **(meta or {})}
+        shape = (1, len(self.inputs.mean), 1, 1)
+        self.register_buffer("mean", torch.tensor(self.inputs.mean).view(shape), persistent=False)
+        self.register_buffer("std", torch.tensor(self.inputs.std).view(shape), persistent=False)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
+        channels = self.mean.shape[1]
+        if x.shape[1] == 1 and channels > 1:
+            x = x.expand(-1, channels, -1, -1)
+        elif x.shape[1] > 1 and channels == 1:
+            x = x.mean(dim=1, keepdim=True)
         return (x - self.mean) / self.std
+
+    def check_image_size(self, size: int) -> None:
+        """A ConfigError naming the encoder and the sizes it takes when ``size`` px images cannot go in."""
+        problem = self.inputs.size_problem(size)
+        if problem:
+            raise ConfigError(f"{self.meta.get('source') or self.name} {problem}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.normalise(x))
@@ -90,9 +110,12 @@ def load_encoder(directory: str | Path) -> Encoder:
 
 
 def encoder_from_spec(spec: str) -> Encoder:
-    """``imagenet:<backbone>``, ``random:<backbone>`` or a pre-training run directory."""
+    """``imagenet:<backbone>``, ``random:<backbone>``, ``timm:<name>[@<file>]``, ``hf:<directory>`` or a
+    pre-training run directory (``medssl.models.specs`` lists the spec families)."""
+    from medssl.models.specs import family_encoder
+
     kind, _, name = spec.partition(":")
     if kind in ("imagenet", "random") and name:
         torch.manual_seed(0)
         return build_encoder(name, kind, method=kind, source=spec).eval()  # type: ignore[arg-type]
-    return load_encoder(spec)
+    return family_encoder(spec) or load_encoder(spec)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from medssl.errors import DataError
 from medssl.report import figures
+from medssl.report.budget import Budget, budget_of
 from medssl.report.document import Inline, Paragraph, Span
 from medssl.report.rundir import Result, RunDir, SplitSummary
 from medssl.report.tables import StudyTable
@@ -48,6 +50,22 @@ class Context:
     table: StudyTable
     class_names: list[str] = field(default_factory=list)
     n_bootstrap: int = 2000
+    tables: list[StudyTable] = field(default_factory=list)
+    """The study table at every label fraction run, smallest first (default: ``table`` alone)."""
+
+    @property
+    def by_fraction(self) -> list[StudyTable]:
+        return self.tables or [self.table]
+
+    @cached_property
+    def budgets(self) -> dict[str, list[Budget]]:
+        """SSL encoder id → the budget of its pre-training (one per fold under cross-validation)."""
+        out: dict[str, list[Budget]] = {}
+        for fold in range(1, self.folds + 1) if self.folds else [None]:
+            for encoder, history in self.run.histories(self.dataset, fold).items():
+                if (budget := budget_of(history, self.primary_metric)) is not None:
+                    out.setdefault(encoder, []).append(budget)
+        return out
 
     @property
     def encoders(self) -> list[str]:
@@ -68,15 +86,16 @@ class Context:
         """A stable colour per encoder, shared by every figure of the dataset."""
         return figures.colours(self.encoders)
 
-    def rows_for(self, encoder: str, protocol: str) -> list[Result]:
-        """results.csv rows of one (encoder, protocol) at the table's label fraction, by seed."""
+    def rows_for(self, encoder: str, protocol: str, fraction: float | None = None) -> list[Result]:
+        """results.csv rows of one (encoder, protocol) at ``fraction`` (default: the table's), by seed."""
+        fraction = self.table.fraction if fraction is None else fraction
         rows = [
             r
             for r in self.run.results
             if r.dataset == self.dataset
             and r.encoder == encoder
             and r.protocol == protocol
-            and math.isclose(r.label_fraction, self.table.fraction)
+            and math.isclose(r.label_fraction, fraction)
         ]
         return sorted(rows, key=lambda r: (r.seed, r.fold or 0))
 
@@ -112,16 +131,27 @@ class Context:
         return f"fold {self.feature_fold} of {self.folds}" if self.feature_fold else ""
 
     @property
+    def majority_share(self) -> float:
+        """The largest class's share of the test images: from split.csv, else from the floor's test labels."""
+        share = self.split.majority_share if self.split else math.nan
+        floor = self.table.floor
+        if not math.isfinite(share) and floor is not None:
+            share = floor.rows()["majority"]["accuracy"]
+        return share
+
+    @property
     def primary_metric(self) -> str:
         """``balanced_accuracy`` where the majority class is over 60% of the test images, else ``accuracy``."""
-        share = self.split.majority_share if self.split else math.nan
+        share = self.majority_share
         return "balanced_accuracy" if math.isfinite(share) and share > IMBALANCED else "accuracy"
 
-    def predictions(self, encoder: str, protocol: str, seed: int) -> tuple[Predictions | None, list[str]]:
-        """(test predictions, their files) of one cell at the table's fraction: under cross-validation the
-        out-of-fold predictions pooled over every fold (each image once), else the single file. None where
-        a file (or a fold) is missing."""
-        rows = [r for r in self.rows_for(encoder, protocol) if r.seed == seed]
+    def predictions(
+        self, encoder: str, protocol: str, seed: int, fraction: float | None = None
+    ) -> tuple[Predictions | None, list[str]]:
+        """(test predictions, their files) of one cell at ``fraction`` (default: the table's): under
+        cross-validation the out-of-fold predictions pooled over every fold (each image once), else the single
+        file. None where a file (or a fold) is missing."""
+        rows = [r for r in self.rows_for(encoder, protocol, fraction) if r.seed == seed]
         files = [r.predictions for r in rows]
         loaded = [self.run.predictions(f) for f in files]
         if not rows or any(p is None for p in loaded):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
 from medssl.report import figures
+from medssl.report.budget import GAIN, MONITORS, Budget, budget_status, duration
 from medssl.report.context import Context, note, provenance, slug
-from medssl.report.document import Block, Figure, Gallery, Heading, Span
+from medssl.report.document import Block, Cell, Figure, Gallery, Heading, Span, Table
 from medssl.report.tables import PROTOCOL_NAMES, best_protocol, format_fraction, label_efficiency
 
 
@@ -57,7 +60,51 @@ def training_blocks(ctx: Context) -> list[Block]:
     ]
     files = [f"{ctx.feature_dir}/pretrain/{e}/history.csv" for e in histories]
     figure = Figure(f"{ctx.key}-training", png, caption, "Pre-training curves")
-    return [*blocks, figure, provenance(ctx.run, *files)]
+    return [*blocks, figure, provenance(ctx.run, *files), *budget_blocks(ctx)]
+
+
+def _budget_row(label: str, encoder: str, budgets: list[Budget]) -> list[Cell]:
+    shown = budgets[0]
+    values = [f"{100 * v:.1f}" for _, v in shown.monitors]
+    epochs = f"epochs {shown.monitors[0][0]}–{shown.monitors[-1][0]}" if len(shown.monitors) > 1 else ""
+    gain = f"{100 * shown.gain:+.1f}".replace("-", "−") if math.isfinite(shown.gain) else "–"
+    speed = f"{shown.images_per_s:.0f}" if math.isfinite(shown.images_per_s) else "–"
+    status = budget_status(budgets)
+    return [
+        Cell(label, code=encoder),
+        Cell(str(shown.epochs)),
+        Cell(" → ".join(values) or "–", epochs),
+        Cell(gain),
+        Cell(status),
+        Cell(speed),
+        Cell(duration(shown.more_seconds)),
+    ]
+
+
+def budget_blocks(ctx: Context) -> list[Block]:
+    """Per SSL encoder: was it still improving when its budget ran out, and what would another budget cost."""
+    labels = ctx.labels
+    rows = [_budget_row(labels.get(e, e), e, budgets) for e, budgets in ctx.budgets.items()]
+    if not rows:
+        return []
+    columns = ["Encoder", "Epochs", "Validation kNN (%)", "Projected gain (points)", "Status", "Images/s"]
+    columns.append("Wall time")
+    fold = f" ({ctx.fold_shown}; the status counts every fold)" if ctx.folds else ""
+    caption = [
+        Span(
+            f"Pre-training budget{fold}: validation kNN at the last {MONITORS} monitors, the least-squares line "
+            "through them projected over another budget as long as the one each encoder had (which would take "
+            "about its wall time again). Still improving: a projected gain of at least "
+            f"{100 * GAIN:.0f} point; the encoder's scores are then a lower bound. Converged: less than that "
+            "(under a cosine schedule: its learning rate had run down); unknown: fewer than two monitors."
+        )
+    ]
+    files = (
+        f"{ctx.dataset}/fold*/pretrain/*/history.csv"
+        if ctx.folds
+        else f"{ctx.dataset}/pretrain/*/history.csv"
+    )
+    return [Table(columns, rows, caption, kind="summary"), provenance(ctx.run, files)]
 
 
 def _subsample(n: int, limit: int) -> np.ndarray:

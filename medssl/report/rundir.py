@@ -3,13 +3,14 @@ histories, predictions, retrieval images."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
+from medssl.common.knn import knn_not_applicable
 from medssl.errors import DataError
 from medssl.rundir.features import FEATURES, read_features
 from medssl.rundir.history import HISTORY, history_columns
@@ -49,6 +50,27 @@ class SplitSummary:
         return max(test) / sum(test) if sum(test) else float("nan")
 
 
+def _k(settings: dict[str, Any] | None, config: dict[str, Any]) -> int | None:
+    """The kNN k a row was made with: its recorded evaluation settings, else the study's ``evaluation.k``."""
+    for source in ((settings or {}).get("evaluation"), config.get("evaluation")):
+        if isinstance(source, dict) and isinstance(source.get("k"), int):
+            return source["k"]
+    return None
+
+
+def knn_applicability(
+    results: list[Result], registry: dict[str, dict[str, Any]], config: dict[str, Any]
+) -> list[Result]:
+    """``results`` with the kNN rows that cannot work marked ``not_applicable``, also in run directories
+    written before the column existed (their k comes from settings.json or the study's config)."""
+    out = []
+    for result in results:
+        k = _k(registry.get(result.settings_key), config) if result.protocol == "knn" else None
+        reason = knn_not_applicable(k, result.n_train) if k and result.n_train else ""
+        out.append(replace(result, not_applicable=reason) if reason and not result.not_applicable else result)
+    return out
+
+
 @dataclass
 class RunDir:
     """A benchmark output directory, read lazily and never written to (except by ``write_report``)."""
@@ -79,7 +101,20 @@ class RunDir:
                     f"{root / CONFIG}: not valid YAML; restore the file written by the run"
                 ) from None
             config = loaded if isinstance(loaded, dict) else {}
-        return cls(root, config, read_results(results_path), read_registry(root))
+        registry = read_registry(root)
+        return cls(root, config, knn_applicability(read_results(results_path), registry, config), registry)
+
+    def test_counts(self, dataset: str) -> list[int]:
+        """Test images per class: from split.csv (every image once under cross-validation), else from the
+        labels of the dataset's first readable predictions file; empty when neither is there."""
+        summary = self.split_summary(dataset)
+        if summary is not None and sum(summary.counts.get("test") or []):
+            return list(summary.counts["test"])
+        for result in self.results:
+            data = self.predictions(result.predictions) if result.dataset == dataset else None
+            if data is not None and "y_true" in data and "y_prob" in data:
+                return np.bincount(data["y_true"], minlength=data["y_prob"].shape[1]).tolist()
+        return []
 
     def image_sizes(self, dataset: str) -> list[int]:
         """The image sizes the dataset's rows were made with (from settings.json; empty if unrecorded)."""
@@ -113,8 +148,16 @@ class RunDir:
             self._splits[dataset] = self._read_split(dataset)
         return self._splits[dataset]
 
-    def _read_split(self, dataset: str) -> SplitSummary | None:
+    def _split_path(self, dataset: str) -> Path:
+        """``<dataset>/split.csv`` (a study), or ``split.csv`` at the root where ``medssl evaluate --out`` wrote
+        it for the run's only dataset."""
         path = self.root / dataset / SPLIT
+        if not path.is_file() and {r.dataset for r in self.results} == {dataset}:
+            return self.root / SPLIT
+        return path
+
+    def _read_split(self, dataset: str) -> SplitSummary | None:
+        path = self._split_path(dataset)
         if not path.is_file():
             return None
         manifest = read_split_rows(path)

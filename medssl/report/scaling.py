@@ -29,6 +29,7 @@ from medssl.report.tables import (
     format_metric,
 )
 from medssl.report.verdict import align, p_text, points, signed
+from medssl.rundir.results import NOT_APPLICABLE
 
 Row = Mapping[str, Any]
 Loader = Callable[[str], "dict[str, np.ndarray] | None"]
@@ -132,6 +133,7 @@ def _chosen(rows: Sequence[Row], dataset: str, protocol: str, label_fraction: fl
         if r.get("dataset") == dataset
         and r.get("protocol") == protocol
         and math.isclose(number(r, "label_fraction"), label_fraction)
+        and not r.get(NOT_APPLICABLE)  # a protocol that cannot work on the cell has no result to plot
     ]
 
 

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from medssl.report.budget import budget_status
 from medssl.report.context import Context, note, provenance, slug
 from medssl.report.crossval import comparison_section, fold_blocks
-from medssl.report.document import Block, Cell, Code, Document, Inline, Paragraph, Section, Span, Table
+from medssl.report.document import (
+    Block,
+    Cell,
+    Code,
+    Document,
+    Heading,
+    Inline,
+    Paragraph,
+    Section,
+    Span,
+    Style,
+    Table,
+)
 from medssl.report.plots import (
     augment_blocks,
     confusion_blocks,
@@ -21,12 +34,17 @@ from medssl.report.tables import (
     METRIC_NAMES,
     PROTOCOL_NAMES,
     TABLE_METRICS,
+    Floor,
+    StudyCell,
+    StudyRow,
     StudyTable,
     format_fraction,
+    format_metric,
     format_stat,
+    fraction_tables,
     study_table,
 )
-from medssl.report.verdict import verdict_blocks
+from medssl.report.verdict import METRIC_WORDS, verdict_blocks
 
 OVERVIEW_COLUMNS = ["Dataset", "Classes", "Split", "Train", "Val", "Test", "Groups", "Image size"]
 
@@ -107,7 +125,33 @@ def overview(run: RunDir, datasets: list[str]) -> Section:
     return Section("Overview", "overview", blocks)
 
 
-def _legend(seed_counts: set[int], collapsed: bool, unit: str = "seeds") -> list[Inline]:
+FLAG_NOTES: dict[str, tuple[str, Style, str]] = {
+    "floor": (
+        "Floor",
+        "strong",
+        ": what a classifier scores without looking at the images, from the test labels: always predicting "
+        "the largest class (its accuracy is that class's share), and a uniform random guess (accuracy 1/K); "
+        "both have balanced accuracy 1/K and AUROC 0.5.",
+    ),
+    "warn": (
+        "⚠ collapsed or at the floor",
+        "warn",
+        ": collapsed (one class gets ≥95% of the predictions, or balanced accuracy is no better than chance) "
+        "in at least one seed, or at or below the floor in that metric; these numbers are not the encoder's "
+        "skill and are never marked best or picked for the verdict.",
+    ),
+    "n/a": (
+        "n/a",
+        "strong",
+        ": not applicable, the protocol cannot work on this cell (a kNN whose k is at least the number of "
+        "labelled images gives every test image the same vote), so it is not reported as the encoder's "
+        "result; results.csv says why in not_applicable.",
+    ),
+}
+"""The legend line of each flag a table shows: (label, style, text)."""
+
+
+def _legend(seed_counts: set[int], flags: set[str], unit: str = "seeds") -> list[Inline]:
     spread = []
     several = sorted(n for n in seed_counts if n > 1)
     if several:
@@ -126,43 +170,118 @@ def _legend(seed_counts: set[int], collapsed: bool, unit: str = "seeds") -> list
             ),
         ]
     ]
-    if collapsed:
-        text = (
-            ": flagged as collapsed (near-constant features or predictions) in at least one seed; these "
-            "numbers are not meaningful and are never marked best."
-        )
-        notes.append([Span("⚠ collapsed", "warn"), Span(text)])
+    notes += [
+        [Span(label, style), Span(text)] for flag, (label, style, text) in FLAG_NOTES.items() if flag in flags
+    ]
     return notes
 
 
-def table_block(table: StudyTable, folds: int = 0) -> Table:
-    """The study table: encoders (SSL first, then baselines) × protocols × (accuracy, AUROC, bal. acc.)."""
+Column = tuple[StudyTable, str, str]
+"""One column of an encoder table: the study table at a label fraction, a protocol and a metric."""
+
+
+def _floor_rows(floor: Floor | None, class_names: list[str], columns: list[Column]) -> list[list[Cell]]:
+    """The majority-class and chance rows under ``columns``."""
+    if floor is None:
+        return []
+    majority = class_names[floor.majority] if floor.majority < len(class_names) else ""
+    names = {
+        "majority": f"Majority class (always {majority})" if majority else "Majority class",
+        "chance": "Chance (uniform random guess)",
+    }
+    return [
+        [Cell(names[key]), *[Cell(format_metric(metric, values[metric])) for _, _, metric in columns]]
+        for key, values in floor.rows().items()
+    ]
+
+
+def _metric_cell(cell: StudyCell, metric: str) -> Cell:
+    if cell.not_applicable:
+        return Cell("n/a", "not applicable")
+    main, sub = format_stat(metric, cell.stats[metric])
+    return Cell(main, sub, best=metric in cell.best, warn=cell.collapsed or metric in cell.floor)
+
+
+def _flags(cell: StudyCell) -> set[str]:
+    return {"n/a"} if cell.not_applicable else {"warn"} if cell.collapsed or cell.floor else set()
+
+
+def _encoder_table(
+    rows: list[StudyRow],
+    columns: list[Column],
+    class_names: list[str],
+    notes: dict[str, str],
+    unit: str,
+) -> tuple[list[list[Cell]], dict[int, str], list[Inline]]:
+    """(body, row headings, legend) of a table of encoders (SSL first, then baselines) and the floor rows."""
+    body, headings, seed_counts, flags = [], {}, set(), set()
+    for i, row in enumerate(rows):
+        if i == 0 or row.info.is_ssl != rows[i - 1].info.is_ssl:
+            headings[i] = "In-domain self-supervised" if row.info.is_ssl else "Baselines"
+        cells = [Cell(row.info.label, notes.get(row.info.encoder, ""), code=row.info.encoder)]
+        for table, protocol, metric in columns:
+            cell = table.cell(row.info.encoder, protocol)
+            if cell is None:
+                cells.append(Cell("–"))
+                continue
+            seed_counts.add(len(cell.seeds))
+            flags |= _flags(cell)
+            cells.append(_metric_cell(cell, metric))
+        body.append(cells)
+    floor_rows = _floor_rows(columns[0][0].floor if columns else None, class_names, columns)
+    if floor_rows:
+        headings[len(body)] = "Floor (from the test labels)"
+        body += floor_rows
+        flags.add("floor")
+    return body, headings, _legend(seed_counts, flags, unit)
+
+
+def table_block(
+    table: StudyTable,
+    folds: int = 0,
+    class_names: list[str] | None = None,
+    notes: dict[str, str] | None = None,
+) -> Table:
+    """The study table: encoders (SSL first, then baselines) × protocols × (accuracy, AUROC, bal. acc.), then
+    the floor rows. ``notes`` adds a line under an encoder's name (e.g. 'still improving')."""
     columns, groups = ["Encoder"], [("", 1)]
     for protocol in table.protocols:
         columns += [METRIC_NAMES[m] for m in TABLE_METRICS]
         groups.append((PROTOCOL_NAMES.get(protocol, protocol), len(TABLE_METRICS)))
-    body, headings, seed_counts, collapsed = [], {}, set(), False
-    for i, row in enumerate(table.rows):
-        if i == 0 or row.info.is_ssl != table.rows[i - 1].info.is_ssl:
-            headings[i] = "In-domain self-supervised" if row.info.is_ssl else "Baselines"
-        cells = [Cell(row.info.label, code=row.info.encoder)]
-        for protocol in table.protocols:
-            cell = row.cells.get(protocol)
-            if cell is None:
-                cells += [Cell("–") for _ in TABLE_METRICS]
-                continue
-            seed_counts.add(len(cell.seeds))
-            collapsed |= cell.collapsed
-            for metric in TABLE_METRICS:
-                main, sub = format_stat(metric, cell.stats[metric])
-                cells.append(Cell(main, sub, best=metric in cell.best, warn=cell.collapsed))
-        body.append(cells)
+    shown = [(table, protocol, metric) for protocol in table.protocols for metric in TABLE_METRICS]
+    unit = "folds × seeds" if folds else "seeds"
+    body, headings, legend = _encoder_table(table.rows, shown, class_names or [], notes or {}, unit)
     tested = f" ({table.n_test} test images)" if table.n_test else ""
     if folds:
         tested = f", {folds}-fold cross-validation (mean ± sd over folds × seeds; up to {table.n_test} test images a fold)"
     caption = [Span(f"Test-set results at label fraction {format_fraction(table.fraction)}{tested}")]
-    legend = _legend(seed_counts, collapsed, "folds × seeds" if folds else "seeds")
     return Table(columns, body, caption, legend, groups, headings, kind="study")
+
+
+def fraction_block(
+    tables: list[StudyTable], metric: str, class_names: list[str], folds: int = 0
+) -> list[Block]:
+    """The primary metric of every encoder × protocol at every label fraction run, with the floor rows."""
+    if len(tables) < 2:
+        return []
+    columns, groups = ["Encoder"], [("", 1)]
+    for protocol in tables[0].protocols:
+        columns += [format_fraction(t.fraction) for t in tables]
+        groups.append((PROTOCOL_NAMES.get(protocol, protocol), len(tables)))
+    shown = [(table, protocol, metric) for protocol in tables[0].protocols for table in tables]
+    unit = "folds × seeds" if folds else "seeds"
+    body, headings, legend = _encoder_table(tables[0].rows, shown, class_names, {}, unit)
+    caption = [
+        Span(
+            f"{METRIC_WORDS[metric].capitalize()} (%) at every label fraction run (column = label "
+            f"fraction): where a protocol cannot work, where a cell sits at the floor, and how each encoder "
+            "holds up with fewer labels."
+        )
+    ]
+    return [
+        Heading("Results at every label fraction", 3),
+        Table(columns, body, caption, legend, groups, headings, kind="fractions"),
+    ]
 
 
 def _class_count(run: RunDir, dataset: str) -> int:
@@ -176,15 +295,24 @@ def _class_count(run: RunDir, dataset: str) -> int:
     return max(count, 2)
 
 
+def _budget_notes(ctx: Context) -> dict[str, str]:
+    """Encoder id → 'still improving' / 'converged' under its name in the study table."""
+    return {encoder: budget_status(budgets) for encoder, budgets in ctx.budgets.items()}
+
+
 def dataset_section(run: RunDir, dataset: str, index: int, n_bootstrap: int) -> Section:
-    table = study_table(run.results, dataset)
+    floor = Floor.of(run.test_counts(dataset))
+    table = study_table(run.results, dataset, floor=floor)
     classes = run.class_names(dataset, _class_count(run, dataset))
-    ctx = Context(run, dataset, f"d{index}-{slug(dataset)}", table, classes, n_bootstrap)
+    tables = fraction_tables(run.results, dataset, floor)
+    ctx = Context(run, dataset, f"d{index}-{slug(dataset)}", table, classes, n_bootstrap, tables)
     warning = leakage_warning(ctx.split, dataset)
     blocks: list[Block] = [
         *([Paragraph([Span(warning)], "note")] if warning else []),
-        table_block(table, ctx.folds),
+        table_block(table, ctx.folds, classes, _budget_notes(ctx)),
         provenance(run, "results.csv"),
+        *fraction_block(tables, ctx.primary_metric, classes, ctx.folds),
+        *([provenance(run, "results.csv")] if len(tables) > 1 else []),
         *fold_blocks(ctx),
         *verdict_blocks(ctx),
         *scaling_blocks(ctx),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,10 +25,13 @@ SSL_METHODS = tuple(METHODS)
 METHOD_NAMES = {
     **{name: method.title for name, method in METHODS.items()},
     "imagenet": "ImageNet",
+    "foundation": "Foundation model",
     "random": "Random init",
     "supervised": "Supervised from scratch",
 }
-BASELINE_ORDER = ("imagenet", "random", "supervised")
+BASELINE_ORDER = ("imagenet", "foundation", "random", "supervised")
+WEIGHT_SOURCES = ("timm", "hf")
+"""``init`` of the rows of ``timm:`` and ``hf:`` encoders: where their weights came from."""
 VERDICT_PROTOCOLS = ("linear", "knn", "knn_weighted")
 
 
@@ -48,8 +52,10 @@ class EncoderInfo:
     def label(self) -> str:
         name = METHOD_NAMES.get(self.method, self.method)
         details = [self.backbone] if self.backbone else []
-        if self.is_ssl and self.init == "imagenet":
-            details.append("ImageNet init")
+        if self.is_ssl and self.init in ("imagenet", "pretrained"):
+            details.append("ImageNet init" if self.init == "imagenet" else "pretrained init")
+        if self.init in WEIGHT_SOURCES:  # Foundation model (DINOv2 ViT-S/14, timm)
+            details.append(self.init)
         return f"{name} ({', '.join(details)})" if details else name
 
     def sort_key(self) -> tuple[int, int, str]:
@@ -76,6 +82,69 @@ class StudyCell:
     collapsed: bool
     seeds: list[int]
     best: set[str] = field(default_factory=set)
+    floor: set[str] = field(default_factory=set)
+    """Metrics whose mean is at or below the floor (the majority-class and chance rows)."""
+    not_applicable: str = ""
+    """Why the protocol cannot work on this cell ('' when it can); it then has no scores."""
+
+    @property
+    def flagged(self) -> bool:
+        """Collapsed, or not applicable: never the encoder's result, never best, never in a verdict."""
+        return self.collapsed or bool(self.not_applicable)
+
+    def counts(self, metric: str) -> bool:
+        """Whether the cell's ``metric`` is a result that can be marked best or picked for a verdict."""
+        return not self.flagged and metric not in self.floor and math.isfinite(self.stats[metric].mean)
+
+
+FLOOR_TOLERANCE = 1e-6
+"""results.csv keeps six decimals: a score within this of a floor is at it."""
+
+
+@dataclass(frozen=True)
+class Floor:
+    """What a classifier scores without looking at the images, from the test labels (images per class)."""
+
+    counts: tuple[int, ...]
+
+    @property
+    def n_test(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def n_classes(self) -> int:
+        """The classes present in the test labels (balanced accuracy and AUROC average over these)."""
+        return sum(1 for count in self.counts if count)
+
+    @property
+    def majority(self) -> int:
+        """The index of the largest class."""
+        return max(range(len(self.counts)), key=lambda i: self.counts[i])
+
+    def rows(self) -> dict[str, dict[str, float]]:
+        """Row name → metric → score: always the majority class, and a uniform random guess."""
+        chance = 1 / self.n_classes
+        return {
+            "majority": {
+                "accuracy": self.counts[self.majority] / self.n_test,
+                "balanced_accuracy": chance,
+                "auroc": 0.5,
+            },
+            "chance": {"accuracy": chance, "balanced_accuracy": chance, "auroc": 0.5},
+        }
+
+    def value(self, metric: str) -> float:
+        """The floor of ``metric``: the better of the two rows (the majority class's accuracy, 1/K, 0.5)."""
+        return max(row.get(metric, math.nan) for row in self.rows().values())
+
+    def at_floor(self, metric: str, value: float) -> bool:
+        return math.isfinite(value) and value <= self.value(metric) + FLOOR_TOLERANCE
+
+    @classmethod
+    def of(cls, counts: list[int] | tuple[int, ...] | None) -> Floor | None:
+        """The floor of a test set with ``counts`` images per class; None without two classes."""
+        counts = tuple(int(c) for c in counts or ())
+        return cls(counts) if sum(1 for c in counts if c) >= 2 else None
 
 
 @dataclass
@@ -93,6 +162,7 @@ class StudyTable:
     protocols: list[str]
     rows: list[StudyRow]
     n_test: int
+    floor: Floor | None = None
 
     def cell(self, encoder: str, protocol: str) -> StudyCell | None:
         for row in self.rows:
@@ -148,8 +218,21 @@ _CI_COLUMNS = {
 }
 
 
-def study_table(results: list[Result], dataset: str, fraction: float | None = None) -> StudyTable:
-    """The study table of ``dataset`` at ``fraction`` (default: 1.0 or the largest run), best cells marked."""
+def _cell(rows: list[Result], floor: Floor | None) -> StudyCell:
+    """One (encoder, protocol) cell over its seeds (and folds); not applicable when any of its rows is."""
+    reason = next((r.not_applicable for r in rows if r.not_applicable), "")
+    scored = [] if reason else rows
+    stats = {m: summarise(scored, m, _CI_COLUMNS.get(m)) for m in TABLE_METRICS}
+    at_floor = {m for m, stat in stats.items() if floor is not None and floor.at_floor(m, stat.mean)}
+    collapsed = any(r.collapsed for r in scored)
+    return StudyCell(stats, collapsed, [r.seed for r in rows], floor=at_floor, not_applicable=reason)
+
+
+def study_table(
+    results: list[Result], dataset: str, fraction: float | None = None, floor: Floor | None = None
+) -> StudyTable:
+    """The study table of ``dataset`` at ``fraction`` (default: 1.0 or the largest run), best cells marked
+    and, given the test set's ``floor``, cells at the floor flagged."""
     fraction = full_fraction(results, dataset) if fraction is None else fraction
     chosen = [r for r in results if r.dataset == dataset and math.isclose(r.label_fraction, fraction)]
     groups: dict[tuple[str, str], list[Result]] = defaultdict(list)
@@ -161,23 +244,32 @@ def study_table(results: list[Result], dataset: str, fraction: float | None = No
         for protocol in protocols(results, dataset):
             group = sorted(groups.get((info.encoder, protocol), []), key=lambda r: r.seed)
             if group:
-                stats = {m: summarise(group, m, _CI_COLUMNS.get(m)) for m in TABLE_METRICS}
-                cells[protocol] = StudyCell(stats, any(r.collapsed for r in group), [r.seed for r in group])
+                cells[protocol] = _cell(group, floor)
         rows.append(StudyRow(info, cells))
-    table = StudyTable(
-        dataset, fraction, protocols(results, dataset), rows, max((r.n_test for r in chosen), default=0)
-    )
+    n_test = max((r.n_test for r in chosen), default=0)
+    table = StudyTable(dataset, fraction, protocols(results, dataset), rows, n_test, floor)
     _mark_best(table)
     return table
 
 
+def label_fractions(results: list[Result], dataset: str) -> list[float]:
+    """The label fractions run on ``dataset``, smallest first."""
+    found = {r.label_fraction for r in results if r.dataset == dataset and math.isfinite(r.label_fraction)}
+    return sorted(found)
+
+
+def fraction_tables(results: list[Result], dataset: str, floor: Floor | None = None) -> list[StudyTable]:
+    """The study table at every label fraction run, smallest first."""
+    return [study_table(results, dataset, f, floor) for f in label_fractions(results, dataset)]
+
+
 def _mark_best(table: StudyTable) -> None:
-    """Mark the highest mean per (protocol, metric) among non-collapsed cells, when two or more compete."""
+    """Mark the highest mean per (protocol, metric) among the cells that count (not collapsed, applicable,
+    above the floor), when two or more compete."""
     for protocol in table.protocols:
         for metric in TABLE_METRICS:
             cells = [row.cells[protocol] for row in table.rows if protocol in row.cells]
-            scored = [(c, c.stats[metric].mean) for c in cells if not c.collapsed]
-            scored = [(c, v) for c, v in scored if math.isfinite(v)]
+            scored = [(c, c.stats[metric].mean) for c in cells if c.counts(metric)]
             if len(scored) < 2:
                 continue
             top = max(v for _, v in scored)
@@ -209,28 +301,45 @@ def format_fraction(fraction: float) -> str:
     return f"{fraction:.2f}".rstrip("0").rstrip(".") if fraction < 1 else f"{fraction:.1f}"
 
 
-def verdict_pair(table: StudyTable, metric: str = "accuracy") -> tuple[StudyRow, StudyRow, str] | None:
-    """(best in-domain SSL row, best ImageNet-frozen row, protocol), chosen by linear-probe ``metric``.
+@dataclass(frozen=True)
+class Contender:
+    """A kind of encoder the verdict weighs against the others: its best member at each label fraction."""
 
-    kNN (then weighted kNN) is used when the two kinds do not both have a linear probe; collapsed cells
-    never count as best.
+    key: str
+    title: str
+    """How sentences name the kind: 'in-domain SSL'."""
+    member: Callable[[EncoderInfo], bool]
+
+
+CONTENDERS = (
+    Contender("ssl", "in-domain SSL", lambda info: info.is_ssl),
+    Contender("imagenet", "ImageNet transfer", lambda info: info.method == "imagenet"),
+)
+"""The verdict's kinds, in the order they are named; each pair of them gets its own paired test."""
+
+
+def verdict_picks(
+    table: StudyTable, metric: str = "accuracy", contenders: tuple[Contender, ...] = CONTENDERS
+) -> tuple[str, dict[str, StudyRow]] | None:
+    """(protocol, contender key → its best row) for the verdict at the table's label fraction.
+
+    The protocol is the first of linear probe, kNN, weighted kNN at which the most contenders (at least two)
+    have a cell that counts; cells that are collapsed, not applicable or at the floor in ``metric`` never do.
     """
+    found = []
     for protocol in VERDICT_PROTOCOLS:
-        best = []
-        for is_ssl in (True, False):
+        picks = {}
+        for contender in contenders:
             scored = [
-                (row.cells[protocol].stats[metric].mean, i)
+                (row.cells[protocol].stats[metric].mean, -i)
                 for i, row in enumerate(table.rows)
-                if (row.info.is_ssl if is_ssl else row.info.method == "imagenet")
-                and protocol in row.cells
-                and not row.cells[protocol].collapsed
-                and math.isfinite(row.cells[protocol].stats[metric].mean)
+                if contender.member(row.info) and protocol in row.cells and row.cells[protocol].counts(metric)
             ]
             if scored:
-                best.append(table.rows[max(scored, key=lambda t: (t[0], -t[1]))[1]])
-        if len(best) == 2:
-            return best[0], best[1], protocol
-    return None
+                picks[contender.key] = table.rows[-max(scored)[1]]
+        found.append((len(picks), protocol, picks))
+    count, protocol, picks = max(found, key=lambda t: t[0])  # max keeps the first on ties
+    return (protocol, picks) if count >= 2 else None
 
 
 @dataclass(frozen=True)
@@ -241,10 +350,11 @@ class CurvePoint:
 
 
 def label_efficiency(results: list[Result], dataset: str) -> dict[str, dict[str, list[CurvePoint]]]:
-    """protocol → encoder id → points sorted by label fraction (mean ± sd over seeds)."""
+    """protocol → encoder id → points sorted by label fraction (mean ± sd over seeds); cells that are not
+    applicable are left out."""
     groups: dict[tuple[str, str, float], list[Result]] = defaultdict(list)
     for r in results:
-        if r.dataset == dataset and math.isfinite(r.label_fraction):
+        if r.dataset == dataset and math.isfinite(r.label_fraction) and not r.not_applicable:
             groups[(r.protocol, r.encoder, r.label_fraction)].append(r)
     out: dict[str, dict[str, list[CurvePoint]]] = {}
     for (protocol, encoder, fraction), rows in sorted(groups.items()):

@@ -1,16 +1,30 @@
-"""The per-dataset verdict: best in-domain SSL encoder vs best ImageNet transfer, by a paired bootstrap."""
+"""The per-dataset verdict: the best encoder of each kind (in-domain SSL of either initialisation, ImageNet
+transfer; ``tables.CONTENDERS``) at every label fraction run, each pair by a paired bootstrap, and one line
+that says where the answer changes with the number of labels."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from itertools import combinations
 
 import numpy as np
 
 from medssl.errors import DataError
-from medssl.evaluate.compare import ALPHA, better_of, compare_probabilities
+from medssl.evaluate.compare import ALPHA, Comparison, better_of, compare_probabilities
+from medssl.report.budget import Budget, cost_text
 from medssl.report.context import Context, note, provenance
-from medssl.report.document import Block, Heading, Paragraph, Span
-from medssl.report.tables import PROTOCOL_NAMES, StudyRow, format_fraction, verdict_pair
+from medssl.report.document import Block, Cell, Heading, Paragraph, Span, Table
+from medssl.report.tables import (
+    CONTENDERS,
+    PROTOCOL_NAMES,
+    VERDICT_PROTOCOLS,
+    Contender,
+    StudyRow,
+    StudyTable,
+    format_metric,
+    verdict_picks,
+)
 from medssl.rundir.predictions import Predictions, align_predictions
 
 Aligned = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -57,7 +71,7 @@ def verdict_sentence(
 
 def primary_metric_text(ctx: Context) -> str:
     """Which metric the verdict rests on, and why."""
-    share = ctx.split.majority_share if ctx.split else math.nan
+    share = ctx.majority_share
     if ctx.primary_metric == "balanced_accuracy":
         return (
             f"Primary metric: balanced accuracy, because the largest class is {100 * share:.0f}% of the test "
@@ -75,13 +89,61 @@ def align(a: Predictions, b: Predictions) -> Aligned | None:
         return None
 
 
-def _ssl_name(row: StudyRow) -> str:
-    """'in-domain SSL (VICReg, resnet18)' from the row's 'VICReg (resnet18)' label."""
-    return f"in-domain SSL ({row.info.label.replace(' (', ', ').rstrip(')')})"
+INIT_WORDS = {"random": "random init", "imagenet": "ImageNet init"}
 
 
-def _imagenet_name(row: StudyRow) -> str:
-    return f"ImageNet frozen ({row.info.backbone})" if row.info.backbone else "ImageNet frozen"
+def encoder_name(contender: Contender, row: StudyRow) -> str:
+    """How a sentence names the picked encoder: 'in-domain SSL (VICReg, resnet18, random init)'."""
+    info = row.info
+    if contender.key == "ssl":
+        init = INIT_WORDS.get(info.init, f"{info.init} init" if info.init else "init not recorded")
+        method = row.info.label.split(" (")[0]
+        return f"in-domain SSL ({', '.join(x for x in (method, info.backbone, init) if x)})"
+    if contender.key == "imagenet":
+        return f"ImageNet frozen ({info.backbone})" if info.backbone else "ImageNet frozen"
+    return f"{contender.title} ({info.label})"
+
+
+def percent(fraction: float) -> str:
+    """A label fraction as the summary says it: '1 %', '10 %', '100 %'."""
+    return f"{100 * fraction:g} %"
+
+
+@dataclass
+class Pairing:
+    """Two contenders at one label fraction: their best encoders and the paired test, or why there is none."""
+
+    fraction: float
+    a: Contender
+    b: Contender
+    protocol: str = ""
+    rows: tuple[StudyRow, StudyRow] | None = None
+    seed: int = 0
+    files: list[str] = field(default_factory=list)
+    compared: dict[str, Comparison] = field(default_factory=dict)
+    n_test: int = 0
+    labelled: str = ""
+    """'44 labelled images' (a range per fold under cross-validation), '' when unknown."""
+    why: str = ""
+    """Why there is no paired test ('' when there is one)."""
+
+    @property
+    def outcome(self) -> int | None:
+        """+1 when ``a`` is significantly better, −1 when ``b`` is, 0 for no significant difference, None
+        without a test."""
+        if self.why or not self.compared:
+            return None
+        main = next(iter(self.compared.values()))
+        return better_of(main.difference, main.p_value, ALPHA)
+
+    @property
+    def where(self) -> str:
+        """'At 1 % labels (44 labelled images)'."""
+        return f"At {percent(self.fraction)} labels" + (f" ({self.labelled})" if self.labelled else "")
+
+
+def _present(ctx: Context) -> list[Contender]:
+    return [c for c in CONTENDERS if any(c.member(row.info) for row in ctx.table.rows)]
 
 
 def _why_none(ctx: Context) -> str:
@@ -89,95 +151,290 @@ def _why_none(ctx: Context) -> str:
         return "this run has no in-domain SSL encoder for this dataset"
     if not any(row.info.method == "imagenet" for row in ctx.table.rows):
         return "this run has no ImageNet baseline for this dataset"
-    return "the SSL and ImageNet encoders share no kNN or linear probe"
+    return "the kinds share no kNN or linear probe"
 
 
-def _predictions(ctx: Context, ssl: StudyRow, imagenet: StudyRow, protocol: str):
-    """(seed, files, aligned data or None), or why there is nothing to compare. Under cross-validation each
-    encoder's out-of-fold predictions (every image once) are compared."""
-    ssl_rows = ctx.rows_for(ssl.info.encoder, protocol)
-    imagenet_rows = ctx.rows_for(imagenet.info.encoder, protocol)
-    common = sorted({r.seed for r in ssl_rows} & {r.seed for r in imagenet_rows})
+def _no_pick(table: StudyTable, a: Contender, b: Contender, metric: str) -> str:
+    """Why ``a`` and ``b`` have no pair of cells to compare at this fraction."""
+    for side in (a, b):
+        cells = [
+            row.cells[p]
+            for row in table.rows
+            if side.member(row.info)
+            for p in VERDICT_PROTOCOLS
+            if p in row.cells
+        ]
+        if not cells:
+            return f"no {side.title} encoder has a kNN or linear-probe result here"
+        if not any(cell.counts(metric) for cell in cells):
+            return f"every {side.title} cell is collapsed, not applicable or at the floor"
+    return f"the {a.title} and {b.title} encoders share no kNN or linear probe above the floor"
+
+
+def _labelled(ctx: Context, row: StudyRow, protocol: str, fraction: float, seed: int) -> str:
+    counts = sorted({r.n_train for r in ctx.rows_for(row.info.encoder, protocol, fraction) if r.seed == seed})
+    if not counts or not counts[-1]:
+        return ""
+    if len(counts) == 1:
+        return f"{counts[0]} labelled images" + (" per fold" if ctx.folds else "")
+    return f"{counts[0]}–{counts[-1]} labelled images per fold"
+
+
+def pairing(ctx: Context, table: StudyTable, a: Contender, b: Contender) -> Pairing:
+    """The paired test of ``a``'s and ``b``'s best encoders at ``table``'s label fraction."""
+    metric, fraction = ctx.primary_metric, table.fraction
+    found = Pairing(fraction, a, b)
+    members = [(row, p) for row in table.rows if a.member(row.info) or b.member(row.info) for p in row.cells]
+    for row, protocol in members[:1]:
+        found.labelled = _labelled(ctx, row, protocol, fraction, min(row.cells[protocol].seeds))
+    picked = verdict_picks(table, metric, (a, b))
+    if picked is None:
+        found.why = _no_pick(table, a, b, metric)
+        return found
+    found.protocol, rows = picked
+    found.rows = (rows[a.key], rows[b.key])
+    encoders = [row.info.encoder for row in found.rows]
+    seeds = [{r.seed for r in ctx.rows_for(e, found.protocol, fraction)} for e in encoders]
+    common = sorted(seeds[0] & seeds[1])
     if not common:
-        return "the two encoders share no seed to compare on"
-    seed = common[0]
-    (a, files_a), (b, files_b) = (
-        ctx.predictions(row.info.encoder, protocol, seed) for row in (ssl, imagenet)
+        found.why = "the two encoders share no seed to compare on"
+        return found
+    found.seed = common[0]
+    found.labelled = _labelled(ctx, found.rows[0], found.protocol, fraction, found.seed)
+    loaded = [ctx.predictions(e, found.protocol, found.seed, fraction) for e in encoders]
+    found.files = [name for _, files in loaded for name in files]
+    data = align(loaded[0][0], loaded[1][0]) if all(p is not None for p, _ in loaded) else None
+    if data is None:
+        found.why = "the prediction files are missing or do not cover the same test images"
+        return found
+    y_true, prob_a, prob_b = data
+    metrics = tuple(dict.fromkeys((metric, "accuracy", "auroc")))
+    comparisons = compare_probabilities(y_true, prob_a, prob_b, metrics, ctx.n_bootstrap, seed=0)
+    found.compared = dict(zip(metrics, comparisons, strict=True))
+    found.n_test = len(y_true)
+    return found
+
+
+def _sentence(ctx: Context, found: Pairing) -> Paragraph:
+    """'At 1 % labels (44 labelled images): In-domain SSL (…) is better than ImageNet frozen (…) by …'."""
+    if found.outcome is None or found.rows is None:
+        return Paragraph([Span(f"{found.where}: no verdict: {found.why}.")], "note")
+    main = found.compared[ctx.primary_metric]
+    names = [encoder_name(side, row) for side, row in zip((found.a, found.b), found.rows, strict=True)]
+    text, kind = verdict_sentence(*names, main.difference, main.p_value, ctx.primary_metric)
+    text = text if text.startswith("ImageNet") else text[0].lower() + text[1:]
+    return Paragraph([Span(f"{found.where}: {text}")], kind)
+
+
+def _segment(outcome: int | None, a: Contender, b: Contender) -> str:
+    return {
+        1: f"{a.title} is better than {b.title}",
+        -1: f"{b.title} is better than {a.title}",
+        0: "no significant difference",
+        None: "no verdict",
+    }[outcome]
+
+
+def summary_line(pairings: list[Pairing]) -> tuple[str, str]:
+    """(the line that says where the answer changes with the number of labels, CSS kind)."""
+    a, b = pairings[0].a, pairings[0].b
+    runs: list[list[Pairing]] = []
+    for found in pairings:
+        if runs and runs[-1][-1].outcome == found.outcome:
+            runs[-1].append(found)
+        else:
+            runs.append([found])
+    kinds = {1: "verdict-better", -1: "verdict-worse", 0: "verdict-same", None: "verdict-same"}
+    if len(runs) == 1:
+        every = ", ".join(percent(p.fraction) for p in pairings)
+        text = f"{_segment(pairings[0].outcome, a, b)} at every label fraction run ({every})"
+        return f"The answer does not change with the number of labels: {text}.", kinds[pairings[0].outcome]
+    parts = []
+    for i, run in enumerate(runs):
+        first, last = percent(run[0].fraction), percent(run[-1].fraction)
+        if len(run) == 1:
+            span = f"at {first}"
+        elif i == 0:
+            span = f"up to {last}"
+        elif i == len(runs) - 1:
+            span = f"from {first}"
+        else:
+            span = f"from {first} to {last}"
+        parts.append(f"{_segment(run[0].outcome, a, b)} {span}" + (" labels" if i == 0 else ""))
+    return f"The answer changes with the number of labels: {'; '.join(parts)}.", "verdict-mixed"
+
+
+def _difference(comparison: Comparison | None, metric: str) -> Cell:
+    if comparison is None:
+        return Cell("–")
+    scale = points if metric != "auroc" else signed
+    ci = (
+        f"{scale(comparison.ci_low)} to {scale(comparison.ci_high)}"
+        if math.isfinite(comparison.ci_low)
+        else ""
     )
-    return seed, [*files_a, *files_b], align(a, b) if a is not None and b is not None else None
+    return Cell(scale(comparison.difference), ci)
 
 
-def _field_text(ctx: Context, protocol: str) -> str:
+def _score_cell(ctx: Context, found: Pairing, index: int) -> Cell:
+    if found.rows is None:
+        return Cell("–")
+    row = found.rows[index]
+    compared = found.compared.get(ctx.primary_metric)
+    value = (compared.a if index == 0 else compared.b) if compared else math.nan
+    return Cell(format_metric(ctx.primary_metric, value), code=row.info.encoder)
+
+
+def _table(ctx: Context, pairings: list[Pairing]) -> Table:
+    """Each label fraction's pair, scores, differences with their CIs, p-values and answer."""
+    metric = ctx.primary_metric
+    a, b = pairings[0].a, pairings[0].b
+    floor = ctx.table.floor
+    titles = [side.title[0].upper() + side.title[1:] for side in (a, b)]
+    columns = ["Labels", "Protocol", *titles, f"Δ {METRIC_WORDS[metric]} (points)", "p", "Δ AUROC"]
+    columns += ["Floor", "Answer"]
+    body = []
+    for found in pairings:
+        main, auc = found.compared.get(metric), found.compared.get("auroc")
+        answer = _segment(found.outcome, a, b) if found.outcome is not None else f"no verdict: {found.why}"
+        body.append(
+            [
+                Cell(percent(found.fraction), found.labelled),
+                Cell(PROTOCOL_NAMES.get(found.protocol, found.protocol) or "–"),
+                _score_cell(ctx, found, 0),
+                _score_cell(ctx, found, 1),
+                _difference(main, metric),
+                Cell(p_text(main.p_value) if main else "–"),
+                _difference(auc, "auroc"),
+                Cell(format_metric(metric, floor.value(metric)) if floor else "–"),
+                Cell(answer),
+            ]
+        )
+    caption = [
+        Span(
+            f"{a.title} vs {b.title} at each label fraction: {METRIC_WORDS[metric]} (%) of the best encoder of "
+            f"each kind, the paired difference with its 95% CI, its p-value, and the AUROC difference. Floor: "
+            f"the {METRIC_WORDS[metric]} of the better of always predicting the majority class and guessing."
+        )
+    ]
+    return Table(columns, body, caption, kind="summary")
+
+
+def _budget_text(ctx: Context, name: str, budgets: list[Budget]) -> str | None:
+    """The verdict's word on a picked SSL encoder's budget: a lower bound and its cost, when still improving."""
+    improving = [b for b in budgets if b.improving]
+    machine = (
+        f" on {ctx.run.meta('machine')}" if ctx.run.meta("machine") else " on the machine that trained it"
+    )
+    if improving:
+        budget = improving[0]
+        folds = f" in {len(improving)} of {len(budgets)} folds" if len(budgets) > 1 else ""
+        word = "balanced accuracy" if budget.metric == "knn_balanced_accuracy" else "accuracy"
+        return (
+            f"{name[0].upper()}{name[1:]} was still improving when its pre-training budget ran out{folds} "
+            f"(validation kNN {word} {points(budget.gain)} points projected over another {budget.epochs} epochs "
+            f"from its last {len(budget.monitors)} monitors): its scores here are a lower bound. "
+            f"{cost_text(budget)}{machine}."
+        )
+    if budgets and all(b.improving is None for b in budgets):
+        return f"Whether {name} was still improving is unknown: history.csv has fewer than two kNN monitors."
+    return None
+
+
+def _budget_blocks(ctx: Context, pairings: list[Pairing]) -> list[Block]:
+    picked: dict[str, str] = {}
+    for found in pairings:
+        if found.rows is not None and found.a.key == "ssl":
+            picked.setdefault(found.rows[0].info.encoder, encoder_name(found.a, found.rows[0]))
+    texts = [_budget_text(ctx, name, ctx.budgets.get(e, [])) for e, name in picked.items()]
+    return [Paragraph([Span(text)], "note") for text in texts if text]
+
+
+def _floor_text(ctx: Context) -> str:
+    floor = ctx.table.floor
+    if floor is None:
+        return ""
+    rows = floor.rows()
+    majority = (
+        ctx.class_names[floor.majority] if floor.majority < len(ctx.class_names) else "the largest class"
+    )
+    return (
+        f" Floor, from the {floor.n_test} test labels: always predicting {majority} scores "
+        f"{format_metric('accuracy', rows['majority']['accuracy'])}% accuracy, and any constant answer or a "
+        f"uniform guess {format_metric('balanced_accuracy', rows['chance']['balanced_accuracy'])}% balanced "
+        "accuracy and AUROC 0.5; a cell at or below it, collapsed or not applicable is never picked."
+    )
+
+
+def _field_text(ctx: Context, protocol: str, a: Contender, b: Contender) -> str:
     """How many encoders of each kind the pair was picked from, and why that matters when it is several."""
     counts = [
-        sum(1 for row in ctx.table.rows if protocol in row.cells and kind(row))
-        for kind in (lambda r: r.info.is_ssl, lambda r: r.info.method == "imagenet")
+        sum(1 for row in ctx.table.rows if protocol in row.cells and side.member(row.info)) for side in (a, b)
     ]
     if max(counts) < 2:
         return ""
-    ssl, imagenet = (
-        f"{n} {name} encoder{'s' if n != 1 else ''}"
-        for n, name in zip(counts, ("in-domain SSL", "ImageNet"), strict=True)
-    )
+    named = [
+        f"{n} {side.title.replace(' transfer', '')} encoder{'s' if n != 1 else ''}"
+        for n, side in zip(counts, (a, b), strict=True)
+    ]
     return (
-        f" (of {ssl} and {imagenet}; picked on these test images, so the larger field's best is favoured "
+        f" (of {named[0]} and {named[1]}; picked on these test images, so the larger field's best is favoured "
         "and the difference reads somewhat larger than it is)"
     )
 
 
-def verdict_blocks(ctx: Context) -> list[Block]:
-    """Heading, the verdict sentence, its primary metric, its statistics, and the prediction files."""
-    blocks: list[Block] = [Heading("Verdict: in-domain SSL vs ImageNet transfer", 3)]
-    metric = ctx.primary_metric
-    pair = verdict_pair(ctx.table, metric)
-    if pair is None:
-        return [*blocks, note(f"No verdict: {_why_none(ctx)}.")]
-    ssl_row, imagenet_row, protocol = pair
-    found = _predictions(ctx, ssl_row, imagenet_row, protocol)
-    if isinstance(found, str):
-        return [*blocks, note(f"No verdict: {found}.")]
-    seed, files, data = found
-    if data is None:
-        text = "No verdict: the prediction files are missing or do not cover the same test images."
-        return [*blocks, note(text), provenance(ctx.run, *files)]
-    y_true, prob_ssl, prob_imagenet = data
-    n = ctx.n_bootstrap
-    metrics = tuple(dict.fromkeys((metric, "accuracy", "auroc")))
-    comparisons = compare_probabilities(y_true, prob_ssl, prob_imagenet, metrics, n, seed=0)
-    compared = dict(zip(metrics, comparisons, strict=True))
-    main, auc = compared[metric], compared["auroc"]
-    sentence, kind = verdict_sentence(
-        _ssl_name(ssl_row), _imagenet_name(imagenet_row), main.difference, main.p_value, metric
-    )
-    auroc_text = (
-        f"AUROC difference {signed(auc.difference)} (95% CI {signed(auc.ci_low)} to {signed(auc.ci_high)}, "
-        f"{p_text(auc.p_value)})"
-        if math.isfinite(auc.ci_low)
-        else "AUROC difference not computable"
-    )
-    differences = [
-        f"{METRIC_WORDS[m]} difference {points(c.difference)} points (95% CI {points(c.ci_low)} to "
-        f"{points(c.ci_high)}, {p_text(c.p_value)})"
-        for m, c in compared.items()
-        if m != "auroc"
-    ]
-    protocol_name = PROTOCOL_NAMES.get(protocol, protocol)
+def _details(ctx: Context, pairings: list[Pairing]) -> str:
+    tested = [p for p in pairings if p.compared]
+    protocols = sorted({p.protocol for p in tested}, key=VERDICT_PROTOCOLS.index)
     scored = (
-        f"the out-of-fold predictions of all {len(y_true)} images ({ctx.folds} folds pooled, each image "
-        "tested once) scored by both"
+        f"the out-of-fold predictions of every image ({ctx.folds} folds pooled, each image tested once)"
         if ctx.folds
-        else f"{len(y_true)} test images scored by both"
+        else "the same test images"
     )
-    details = (
-        f"{protocol_name}, label fraction {format_fraction(ctx.table.fraction)}, seed {seed}, {scored}; "
-        f"paired bootstrap with {n} resamples of the test images: {'; '.join(differences)}; {auroc_text}. "
-        f"The two encoders are the best of each kind by {protocol_name.lower()} {METRIC_WORDS[metric]} "
-        f"in the table above{_field_text(ctx, protocol)}; significance level {ALPHA}."
+    seeds = sorted({p.seed for p in tested})
+    a, b = pairings[0].a, pairings[0].b
+    field_text = "".join(_field_text(ctx, protocol, a, b) for protocol in protocols[:1])
+    names = " / ".join(PROTOCOL_NAMES.get(p, p).lower() for p in protocols) or "linear probe"
+    return (
+        f"At each label fraction the two encoders are the best of each kind by {names} "
+        f"{METRIC_WORDS[ctx.primary_metric]} at that fraction{field_text}, compared on {scored}, seed "
+        f"{', '.join(map(str, seeds)) or '–'}; paired bootstrap with {ctx.n_bootstrap} resamples of the test "
+        f"images, 95% CI, significance level {ALPHA}.{_floor_text(ctx)}"
     )
-    return [
-        *blocks,
-        Paragraph([Span(sentence)], kind),
-        Paragraph([Span(primary_metric_text(ctx))]),
-        Paragraph([Span(details)]),
-        provenance(ctx.run, *files),
-    ]
+
+
+ONE_FRACTION = (
+    "Only one label fraction was run; add smaller ones (e.g. 0.01, 0.1) to see whether the answer changes with "
+    "the number of labels."
+)
+
+
+def _answers(ctx: Context, pairings: list[Pairing]) -> list[Block]:
+    """The summary over label fractions (with two or more) and the sentence at each fraction."""
+    blocks: list[Block] = []
+    if len(pairings) > 1:
+        text, kind = summary_line(pairings)
+        blocks.append(Paragraph([Span(text[0].upper() + text[1:])], kind))
+    return blocks + [_sentence(ctx, found) for found in pairings]
+
+
+def verdict_blocks(ctx: Context) -> list[Block]:
+    """Heading; per pair of contenders the summary over label fractions and the sentence at each fraction; the
+    budget of the picked SSL encoders; the primary metric; per pair the table of paired tests and its files."""
+    present = _present(ctx)
+    title = " vs ".join(c.title for c in (present if len(present) >= 2 else CONTENDERS))
+    blocks: list[Block] = [Heading(f"Verdict: {title}", 3)]
+    if len(present) < 2:
+        return [*blocks, note(f"No verdict: {_why_none(ctx)}.")]
+    pairs = [[pairing(ctx, table, a, b) for table in ctx.by_fraction] for a, b in combinations(present, 2)]
+    blocks += [block for pairings in pairs for block in _answers(ctx, pairings)]
+    blocks += _budget_blocks(ctx, [found for pairings in pairs for found in pairings])
+    blocks += [Paragraph([Span(ONE_FRACTION)])] if len(ctx.by_fraction) == 1 else []
+    blocks.append(Paragraph([Span(primary_metric_text(ctx))]))
+    for pairings in pairs:
+        blocks += [
+            _table(ctx, pairings),
+            Paragraph([Span(_details(ctx, pairings))]),
+            provenance(ctx.run, *[name for found in pairings for name in found.files]),
+        ]
+    return blocks

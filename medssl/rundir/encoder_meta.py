@@ -1,8 +1,13 @@
-"""``encoder.json``: how to use the ``encoder.pt`` weights beside it (``<dataset>/pretrain/<encoder>/``).
+"""``encoder.json``: how to use the ``encoder.pt`` weights beside it (``<dataset>/pretrain/<encoder>/``), or
+what a baseline spec stood for (``<dataset>/eval/<encoder>/``, no weights beside it).
 
-A JSON object with at least ``backbone`` (the torchvision or EfficientNet name), the input ``mean`` and
-``std``, and for an SSL encoder its method, recipe, data and the keyed ``settings`` that made it. It is
-written last, so its presence marks a finished pre-training run.
+A JSON object with at least ``backbone`` (a registered name such as ``resnet18`` or ``vit_tiny``, or
+``timm:<name>``), the input ``mean`` and ``std`` (with ``patch``, ``fixed_size``, ``trained_size`` and
+``input_channels`` where they apply), and for an SSL encoder its method, recipe, data and the keyed
+``settings`` that made it. A ``timm:`` or ``hf:`` baseline also records its ``kind`` (``imagenet`` or
+``foundation``: its group in the verdict) and the rule that gave it (``kind_rule``), its ``title``
+(``DINOv2 ViT-S/14``), ``features`` (``cls token``, or the pooling), the ``weights`` it loaded and its
+``parameters``. In a pre-training run it is written last, so its presence marks a finished run.
 """
 
 from __future__ import annotations

@@ -38,6 +38,11 @@ FLOAT_COLUMNS = (*METRICS, *CI_COLUMNS, "wall_s")
 POOL_COLUMNS = ("pretrain_fraction", "pretrain_images")
 """Trailing columns of a study with ``pretrain_fractions``: the SSL encoder's pool (share, images). A file
 has them only once a row has them, so a study without pools writes exactly ``RESULT_COLUMNS``."""
+NOT_APPLICABLE = "not_applicable"
+"""Trailing column: why a protocol cannot work on a cell (e.g. a kNN whose k is at least the labelled images),
+empty where it can. Such a row has no metrics and no predictions file. Like the pool columns, a file has it
+only once a row has it; readers of files without it see every cell as applicable."""
+OPTIONAL_COLUMNS = (*POOL_COLUMNS, NOT_APPLICABLE)
 
 CellId = tuple[str, str, str, float, int, int | None]
 
@@ -62,6 +67,8 @@ class Result:
     settings_key: str = ""
     fold: int | None = None
     """The cross-validation fold (1..K); None for a single split."""
+    not_applicable: str = ""
+    """Why the protocol cannot work on this cell ('' when it can): its metrics are then missing."""
 
     def metric(self, name: str) -> float:
         return self.metrics.get(name, math.nan)
@@ -124,6 +131,7 @@ def _typed(row: Mapping[str, str]) -> Result:
         predictions=row.get("predictions") or "",
         settings_key=row.get("settings_key") or "",
         fold=parse_fold(row.get("fold")),
+        not_applicable=row.get(NOT_APPLICABLE) or "",
     )
 
 
@@ -156,9 +164,9 @@ def _cell(value: Any) -> Any:
 
 
 def _columns(header: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """``RESULT_COLUMNS``, then the pool columns that the file already has or that a row brings."""
+    """``RESULT_COLUMNS``, then the optional columns that the file already has or that a row brings."""
     present = set(header).union(*(row.keys() for row in rows))
-    return [*RESULT_COLUMNS, *(column for column in POOL_COLUMNS if column in present)]
+    return [*RESULT_COLUMNS, *(column for column in OPTIONAL_COLUMNS if column in present)]
 
 
 def _csv_text(rows: list[Mapping[str, Any]], columns: list[str], header: bool) -> str:

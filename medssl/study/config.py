@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from medssl.config import StrictModel, load_config
 from medssl.data.dataset import DataConfig
 from medssl.evaluate.config import EvaluationConfig
+from medssl.models.specs import check_spec
 from medssl.train.config import PretrainConfig, known_method
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -34,7 +35,8 @@ class EvaluationSettings(EvaluationConfig):
 
     finetune: list[str] = Field(
         default_factory=list,
-        description="Encoders fine-tuned end to end: 'ssl' (every SSL encoder), 'imagenet:<bb>', 'random:<bb>'",
+        description="Encoders fine-tuned end to end: 'ssl' (every SSL encoder), 'imagenet:<bb>', 'random:<bb>', "
+        "'timm:<name>', 'hf:<folder>'",
     )
 
     @field_validator("protocols")
@@ -71,7 +73,10 @@ class StudyConfig(StrictModel):
     datasets: dict[str, DataConfig]
     methods: list[str] = ["simclr", "dclw", "simsiam", "vicreg"]
     backbones: list[str] = ["resnet18"]
-    inits: list[Literal["random", "imagenet"]] = ["random"]
+    inits: list[Literal["random", "imagenet", "pretrained"]] = Field(
+        ["random"],
+        description="SSL starting weights: random, imagenet, or pretrained (a timm:<name> backbone's own weights)",
+    )
     pretrain_seeds: int = Field(1, ge=1)
     pretrain_fractions: list[float] = Field(
         [1.0],
@@ -84,7 +89,8 @@ class StudyConfig(StrictModel):
     )
     baselines: list[str] = Field(
         default_factory=lambda: ["random:resnet18", "imagenet:efficientnet_lite0"],
-        description="Frozen baselines as encoder specs: 'random:<bb>' (untrained), 'imagenet:<bb>'",
+        description="Frozen baselines as encoder specs: 'random:<bb>' (untrained), 'imagenet:<bb>', "
+        "'timm:<name>[@<file>]' (timm weights from the local cache or a file), 'hf:<folder>' (transformers)",
     )
     evaluation: EvaluationSettings = EvaluationSettings()
     launcher: Literal["sequential", "local", "slurm"] = Field(
@@ -137,11 +143,7 @@ class StudyConfig(StrictModel):
     def _specs(cls, value):  # type: ignore[no-untyped-def]
         specs = value if isinstance(value, list) else [s for s in value.finetune if s != "ssl"]
         for spec in specs:
-            kind, _, backbone = spec.partition(":")
-            if kind not in ("random", "imagenet") or not backbone:
-                raise ValueError(
-                    f"'{spec}' is not an encoder spec; use random:<backbone> or imagenet:<backbone>"
-                )
+            check_spec(spec)
         return value
 
 

@@ -37,6 +37,7 @@ from medssl.data.dataset import DataConfig, PreparedData, prepare_folds, save_pr
 from medssl.errors import ConfigError, Interrupted
 from medssl.evaluate.api import evaluate_encoder
 from medssl.models.encoder import ENCODER_META, Encoder, encoder_from_spec, load_encoder
+from medssl.models.specs import path_safe, spec_id
 from medssl.rundir.atomic import write_text
 from medssl.rundir.data_record import DataChanged
 from medssl.rundir.encoder_meta import recorded_meta, recorded_settings
@@ -110,7 +111,8 @@ def ssl_jobs(study: StudyConfig, data_config: DataConfig) -> list[EncoderJob]:
                         config = study.pretrain.model_copy(
                             update={**cell, "pool_fraction": pool, "data": data_config, "progress_bar": False}
                         )
-                        encoder_id = f"{method}-{backbone}-{init}{encoder_suffix(pool, seed)}"
+                        name = path_safe(backbone)  # timm:<name> -> timm-<name>
+                        encoder_id = f"{method}-{name}-{init}{encoder_suffix(pool, seed)}"
                         jobs.append(EncoderJob(encoder_id, pretrain=config, finetune=finetune))
     return jobs
 
@@ -119,7 +121,7 @@ def baseline_jobs(study: StudyConfig) -> list[EncoderJob]:
     specs = list(dict.fromkeys([*study.baselines, *(s for s in study.evaluation.finetune if s != "ssl")]))
     return [
         EncoderJob(
-            spec.replace(":", "-"),
+            spec_id(spec),
             spec=spec,
             frozen=spec in study.baselines,
             finetune=spec in study.evaluation.finetune,

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from medssl.errors import MedsslError
-from medssl.models.backbones import build_backbone
+from medssl.models.backbones import TIMM_PREFIX, build_backbone
+from medssl.models.specs import backbone_problems, family, family_problems
 from medssl.rundir.paths import writable_problem
 from medssl.study.config import StudyConfig
 from medssl.train.api import device_problem
@@ -31,12 +32,33 @@ class PreflightError(MedsslError):
 
 
 def imagenet_backbones(study: StudyConfig) -> list[str]:
-    """Backbones whose ImageNet weights the study needs: baselines, fine-tuned specs and ImageNet inits."""
+    """Registered backbones whose ImageNet weights the study needs: baselines, fine-tuned specs and ImageNet
+    inits (``timm:`` backbones are checked by ``backbone_problems``)."""
     specs = [*study.baselines, *study.evaluation.finetune]
     names = [spec.partition(":")[2] for spec in specs if spec.startswith("imagenet:")]
     if "imagenet" in study.inits and study.methods:
-        names += study.backbones
+        names += [name for name in study.backbones if not name.startswith(TIMM_PREFIX)]
     return list(dict.fromkeys(names))
+
+
+def image_sizes(study: StudyConfig) -> list[int]:
+    return sorted({config.image_size for config in study.datasets.values()})
+
+
+def spec_problems(study: StudyConfig) -> list[str]:
+    """Each ``timm:`` and ``hf:`` baseline or fine-tuned spec: known name, memory, local weights that load
+    strictly, and every dataset's image size."""
+    specs = dict.fromkeys(s for s in [*study.baselines, *study.evaluation.finetune] if family(s))
+    return [problem for spec in specs for problem in family_problems(spec, image_sizes(study))]
+
+
+def ssl_backbone_problems(study: StudyConfig) -> list[str]:
+    """Each SSL backbone under each init: known, takes every dataset's image size, its weights load."""
+    if not study.methods:
+        return []
+    pairs = [(name, init) for name in study.backbones for init in study.inits]
+    found = [p for name, init in pairs for p in backbone_problems(name, init, image_sizes(study))]
+    return list(dict.fromkeys(found))
 
 
 @contextmanager
@@ -131,6 +153,8 @@ def preflight(study: StudyConfig, out: str | Path) -> None:
     problems = [
         *data_problems(study),
         *weight_problems(study),
+        *spec_problems(study),
+        *ssl_backbone_problems(study),
         *([] if study.launcher == "slurm" else device_problems(study)),  # SLURM cells run on other nodes
         *launcher_problems(study),
         *output_problems(study, out),

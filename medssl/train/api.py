@@ -22,6 +22,7 @@ from medssl.data.pools import Pool, pretrain_pool
 from medssl.errors import ConfigError, DataError, Interrupted
 from medssl.methods import method_class
 from medssl.models.encoder import ENCODER_META, build_encoder, save_encoder
+from medssl.models.specs import backbone_problems
 from medssl.rundir.atomic import remove_stale_temps, write_text
 from medssl.rundir.data_record import DataChanged
 from medssl.rundir.encoder_meta import recorded_settings
@@ -301,6 +302,10 @@ def pretrain(
         _check_resume(out, settings)
     if ckpt is None and (out / ENCODER_META).exists() and resume:
         return out
+    size = data.image_size if data is not None else config.data.image_size
+    problems = backbone_problems(config.backbone, config.init, [size])  # before any image is decoded
+    if problems:
+        raise ConfigError("; ".join(problems))
     try:
         data = data or prepare_data(config.data, run_dir=out)
     except DataChanged as error:

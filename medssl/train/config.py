@@ -16,8 +16,15 @@ class PretrainConfig(StrictModel):
     """Everything ``medssl pretrain`` needs; every field is settable in YAML or on the command line."""
 
     method: str = "simclr"
-    backbone: str = "resnet18"
-    init: Literal["random", "imagenet"] = "random"
+    backbone: str = Field(
+        "resnet18",
+        description="resnet18, resnet50, efficientnet_lite0, vit_tiny, vit_small (8 px patches; _p4: 4 px), or "
+        "timm:<model name>",
+    )
+    init: Literal["random", "imagenet", "pretrained"] = Field(
+        "random",
+        description="Starting weights: random, imagenet, or pretrained (the weights a timm:<name> backbone names)",
+    )
     recipe: Literal["default", "paper"] = "default"
     epochs: int = Field(20, ge=1, description="Passes over the pool; with steps set, derived from steps")
     steps: int | None = Field(

@@ -58,7 +58,7 @@ def test_evaluate_encoder_end_to_end(tiny_data, encoder, tmp_path) -> None:
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     protocols = ["knn", "knn_weighted", "linear", "finetune"]
     settings = EvaluationConfig(
-        protocols=protocols, label_fractions=[0.1, 1.0], k=20, n_bootstrap=200, finetune_epochs=1
+        protocols=protocols, label_fractions=[0.1, 1.0], k=5, n_bootstrap=200, finetune_epochs=1
     )
     rows = evaluate_encoder(encoder, tiny_data, tmp_path, settings)
     assert len(rows) == 8
@@ -90,7 +90,7 @@ def test_evaluate_encoder_end_to_end(tiny_data, encoder, tmp_path) -> None:
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert len(metrics["rows"]) == 8 and len(metrics["summary"]) == 8
     assert {"confusion", "accuracy", "n_val"} <= set(metrics["rows"][0])
-    knn = EvaluationConfig(protocols=["knn"], k=20, n_bootstrap=200)
+    knn = EvaluationConfig(protocols=["knn"], k=5, n_bootstrap=200)
     again = evaluate_encoder(encoder, tiny_data, tmp_path, knn)
     assert again == [] and len(read_results(tmp_path / "results.csv")) == 8  # same settings: skipped
     fewer = knn.model_copy(update={"n_bootstrap": 100})
@@ -115,6 +115,31 @@ def test_knn_cell_subsets_labels_and_same_subset_for_every_encoder(tiny_data, en
     assert linear["n_val"] == len(tiny_data.split["val"]) and linear["C"] > 0
     with pytest.raises(ConfigError, match="protocol"):
         evaluate_cell(features_a, "svm", 1.0, 0, 4)
+
+
+def test_knn_with_k_at_least_the_labelled_images_is_not_applicable(tiny_data, encoder, tmp_path) -> None:
+    """Such a kNN gives every test image the same vote: the cell is marked not applicable, not scored."""
+    train_labels = tiny_data.labels[tiny_data.split["train"]]
+    n_small = sum(math.ceil(0.1 * c) for c in np.bincount(train_labels))
+    settings = EvaluationConfig(
+        protocols=["knn", "knn_weighted"], label_fractions=[0.1, 1.0], k=n_small, n_bootstrap=100
+    )
+    rows = {
+        (r["protocol"], r["label_fraction"]): r
+        for r in evaluate_encoder(encoder, tiny_data, tmp_path, settings)
+    }
+    assert rows[("knn", 0.1)]["not_applicable"].startswith(f"k={n_small} ≥ {n_small} labelled images")
+    with (tmp_path / "results.csv").open(newline="") as handle:
+        assert next(csv.reader(handle)) == [*HELPERS_COLUMNS, "not_applicable"]
+    table = {(r.protocol, r.label_fraction): r for r in read_results(tmp_path / "results.csv")}
+    blocked = table[("knn", 0.1)]
+    assert blocked.not_applicable and blocked.predictions == "" and not blocked.collapsed
+    assert all(math.isnan(blocked.metric(m)) for m in ("accuracy", "balanced_accuracy", "auroc"))
+    assert not list((tmp_path / "synthetic/eval/random-resnet18/predictions").glob("knn-f0.1-*"))
+    for cell in (("knn", 1.0), ("knn_weighted", 0.1), ("knn_weighted", 1.0)):  # k < images, or weighted
+        assert table[cell].not_applicable == "" and math.isfinite(table[cell].metric("accuracy"))
+        assert (tmp_path / table[cell].predictions).is_file()
+    assert evaluate_encoder(encoder, tiny_data, tmp_path, settings) == []  # finished, n/a included
 
 
 def test_append_results_writes_header_once(tmp_path) -> None:

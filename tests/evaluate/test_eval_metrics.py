@@ -11,6 +11,7 @@ from medssl.evaluate.metrics import (
     bootstrap_ci,
     classification_metrics,
     confusion,
+    floor_reason,
     is_collapsed,
     mean_sd,
     paired_bootstrap,
@@ -123,9 +124,16 @@ def test_collapse_flag() -> None:
     assert is_collapsed(balanced, np.zeros(100, int))
     assert is_collapsed(balanced, np.r_[np.zeros(96, int), np.ones(4, int)])
     assert not is_collapsed(balanced, balanced)
-    # 96/4 test set: always predicting the majority is not flagged (the test set itself is that imbalanced)
+    # 96/4 test set: always predicting the majority is not collapsed (the test set is that imbalanced), but
+    # it is at the floor: its balanced accuracy is chance (1/2) and its accuracy the majority-class rate.
     imbalanced = np.array([0] * 96 + [1] * 4)
-    assert not is_collapsed(imbalanced, np.zeros(100, int))
+    assert floor_reason(imbalanced, np.zeros(100, int)) == "at the floor"
+    assert is_collapsed(imbalanced, np.zeros(100, int))
+    assert floor_reason(balanced, np.zeros(100, int)) == "collapsed"
+    three = np.repeat(np.arange(3), 30)
+    guessing = np.tile(np.arange(3), 30)  # every class predicted equally often, a third of each class right
+    assert floor_reason(three, guessing) == "at the floor" and floor_reason(three, three) == ""
+    assert floor_reason(three, (three + 1) % 3) == "at the floor"  # below chance: worse than guessing
 
 
 def test_mean_sd_and_seed_summary() -> None:

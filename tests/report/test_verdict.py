@@ -14,7 +14,7 @@ from medssl.report import write_report
 from medssl.report.verdict import align, verdict_sentence
 from medssl.rundir.results import RESULT_COLUMNS
 
-SSL = "in-domain SSL (VICReg, resnet18)"
+SSL = "in-domain SSL (VICReg, resnet18, random init)"
 IMAGENET = "ImageNet frozen (efficientnet_lite0)"
 
 
@@ -22,7 +22,7 @@ def test_sentence_says_which_is_better_only_when_significant() -> None:
     better, kind = verdict_sentence(SSL, IMAGENET, 0.031, 0.02)
     assert (
         better
-        == f"In-domain SSL (VICReg, resnet18) is better than {IMAGENET} by +3.1 points of accuracy, p=0.02."
+        == f"In-domain SSL (VICReg, resnet18, random init) is better than {IMAGENET} by +3.1 points of accuracy, p=0.02."
     )
     assert kind == "verdict-better"
     worse, kind = verdict_sentence(SSL, IMAGENET, -0.05, 0.0004)
@@ -109,10 +109,14 @@ def test_clear_difference_gives_a_significant_verdict(tmp_path: Path, ssl_wins: 
     sentence = next(line for line in md.splitlines() if "points of accuracy" in line)
     gap = f"{100 * abs(strong.mean() - weak.mean()):.1f}"
     if ssl_wins:
-        assert sentence.startswith("> In-domain SSL (VICReg, resnet18) is better than ImageNet frozen")
+        assert sentence.startswith(
+            "> At 100 % labels: in-domain SSL (VICReg, resnet18, random init) is better than ImageNet frozen"
+        )
         assert f"+{gap} points" in sentence
     else:
-        assert sentence.startswith(r"> ImageNet frozen (efficientnet\_lite0) is better than in-domain SSL")
+        assert sentence.startswith(
+            r"> At 100 % labels: ImageNet frozen (efficientnet\_lite0) is better than in-domain SSL"
+        )
         assert f"by {gap} points" in sentence
     assert "p<0.001" in sentence or "p=0.00" in sentence
     assert "No encoder has retrieval images" in md and "No pre-training history.csv" in md
@@ -130,14 +134,14 @@ def test_the_verdict_says_how_many_encoders_it_picked_from(tmp_path: Path) -> No
         csv.DictWriter(handle, fieldnames=RESULT_COLUMNS, extrasaction="ignore").writerow(row)
     md = write_report(tmp_path, n_bootstrap=200)[0].read_text()
     assert (
-        "best of each kind by linear probe accuracy in the table above (of 2 in-domain SSL encoders and 1 ImageNet encoder;"
+        "best of each kind by linear probe accuracy at that fraction (of 2 in-domain SSL encoders and 1 ImageNet encoder;"
         in md
     )
     assert "picked on these test images" in md
 
 
 def _verdict_line(md: str) -> str:
-    return next(line for line in md.splitlines() if "points of accuracy" in line or "No verdict" in line)
+    return next(line for line in md.splitlines() if "points of accuracy" in line or "no verdict" in line)
 
 
 @pytest.mark.parametrize("share", [1.0, 0.75, 0.6])
@@ -149,7 +153,8 @@ def test_compare_and_the_report_give_the_same_verdict(tmp_path: Path, share: flo
     (comparison,) = compare_predictions(tmp_path / files[0], tmp_path / files[1], ("accuracy",), 500)
     line = _verdict_line(write_report(tmp_path, n_bootstrap=500)[0].read_text())
     winner = better_of(comparison.difference, comparison.p_value)
-    expected = {1: "> In-domain SSL", -1: "> ImageNet frozen", 0: "> No significant difference"}[winner]
+    expected = {1: "in-domain SSL", -1: "ImageNet frozen", 0: "no significant difference"}[winner]
+    expected = f"> At 100 % labels: {expected}"
     assert line.startswith(expected), (line, comparison)
     assert f"{100 * abs(comparison.difference):.1f} points" in line
     assert ("better" in comparison.sentence()) == (winner != 0)
@@ -163,4 +168,4 @@ def test_compare_and_the_report_both_refuse_different_test_images(tmp_path: Path
     with pytest.raises(DataError, match="not predictions on the same test images"):
         compare_predictions(tmp_path / files[0], path)
     line = _verdict_line(write_report(tmp_path, n_bootstrap=200)[0].read_text())
-    assert "No verdict: the prediction files are missing or do not cover the same test images" in line
+    assert "no verdict: the prediction files are missing or do not cover the same test images" in line

@@ -117,7 +117,7 @@ def test_bad_study_config_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="epochs: unknown key"):
         load_study(path)
     path.write_text("datasets: {x: {path: synthetic}}\nbaselines: [imagenet]\n")
-    with pytest.raises(ConfigError, match="random:<backbone> or imagenet:<backbone>"):
+    with pytest.raises(ConfigError, match="random:<backbone>, imagenet:<backbone>, timm:<model name>"):
         load_study(path)
 
 
