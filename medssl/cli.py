@@ -12,6 +12,7 @@ from medssl.errors import ConfigError, Interrupted, MedsslError
 
 if TYPE_CHECKING:
     from medssl.data.dataset import DataConfig
+    from medssl.study.config import StudyConfig
 
 app = typer.Typer(
     help="In-domain self-supervised pre-training vs ImageNet transfer for small medical image datasets.",
@@ -73,7 +74,9 @@ def data_inspect(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Where to write the sample grid PNG (default: ./<dataset>-samples.png)."),
+        typer.Option(
+            help="Where to write the sample grid PNG, or a folder for it (default: ./<dataset>-samples.png)."
+        ),
     ] = None,
     group_pattern: Annotated[
         str | None,
@@ -103,6 +106,9 @@ def data_inspect(
     typer.echo(report.to_text())
 
 
+PREVIEW_NAME = "augment_preview.png"
+
+
 @app.command("augment-preview")
 def augment_preview_command(
     data: Annotated[
@@ -118,7 +124,9 @@ def augment_preview_command(
         str, typer.Option(help="xray, histology, generic, all, or auto (from the dataset's modality).")
     ] = "auto",
     image_size: SizeOpt = None,
-    out: Annotated[Path, typer.Option(help="Where to write the preview PNG.")] = Path("augment_preview.png"),
+    out: Annotated[
+        Path, typer.Option(help="Where to write the preview PNG (a folder: FOLDER/augment_preview.png).")
+    ] = Path(PREVIEW_NAME),
     seed: Annotated[int, typer.Option(help="Picks the images and the random views.")] = 0,
 ) -> None:
     """A PNG grid of training images next to their augmented views, to check a preset before pre-training.
@@ -126,6 +134,7 @@ def augment_preview_command(
     Options given here override the same keys of --config and --set.
     """
     from medssl.data.dataset import prepare_data
+    from medssl.rundir.paths import picture_path
     from medssl.train.augment import PRESETS, detect_preset
     from medssl.train.preview import augment_preview
 
@@ -133,6 +142,7 @@ def augment_preview_command(
     if preset not in choices:
         raise ConfigError(f"--preset {preset!r} is not known; use one of {', '.join(choices)}")
     settings = _data_config(config, set_, data, layout=layout, image_size=image_size)
+    out = picture_path(out, settings.path, PREVIEW_NAME)
     prepared = prepare_data(settings)
     images, _ = prepared.part("train")
     if preset == "auto":
@@ -228,6 +238,7 @@ def pretrain(
     Options given here override the same keys of --config and --set.
     """
     from medssl.config import layered_config
+    from medssl.train.api import check_devices
     from medssl.train.api import pretrain as run_pretrain
     from medssl.train.config import PretrainConfig
 
@@ -255,6 +266,7 @@ def pretrain(
         )
     if resume and restart:
         raise ConfigError("--resume and --restart: pass one of them")
+    check_devices(settings)  # before --restart moves anything
     _restart(out, restart)
     run_dir = run_pretrain(settings, out, resume=resume)
     typer.echo(f"encoder written to {run_dir}/encoder.pt (history: {run_dir}/history.csv)")
@@ -291,23 +303,14 @@ def benchmark(
     overrides = [f"{key}={value}" for key, value in _given(launcher=launcher, workers=workers).items()]
     study = load_study(config, [*(set_ or []), *overrides])
     if dry_run:
-        from medssl.study.cells import cell_statuses, status_lines
-        from medssl.study.grid import StudyRunner
-
-        StudyRunner(study, out).check()  # the refusal a real run would give, before listing
-        typer.echo("\n".join(status_lines(cell_statuses(study, out), needs=True)))
-        if study.launcher == "slurm":
-            from medssl.study.launch import slurm_plan
-
-            typer.echo(slurm_plan(study, out))
+        _dry_run(study, out, restart)
         return
-    _restart(out, restart)
     if study.launcher == "sequential":
-        run_study(study, out)
+        run_study(study, out, restart=restart, say=typer.echo)
     else:
         from medssl.study.launch import launch_study
 
-        jobs = launch_study(study, out)
+        jobs = launch_study(study, out, restart=restart, say=typer.echo)
         if study.launcher == "slurm":
             ids = ", ".join(sorted({job.job_id.split("_")[0] for job in jobs.values()}))
             typer.echo(f"{len(jobs)} SLURM jobs submitted ({ids}); follow them with `medssl status {out}`, then "
@@ -315,6 +318,26 @@ def benchmark(
             return
     _warn_run(out)
     typer.echo(f"results: {out / 'results.csv'}\nreport:  {out / 'report.html'}")
+
+
+def _dry_run(study: StudyConfig, out: Path, restart: bool) -> None:
+    """The cells of ``study`` and which are done in ``out`` (with ``restart``: what a restart would run), after
+    the refusal a real run would give."""
+    from medssl.study.cells import cell_statuses, status_lines
+    from medssl.study.grid import StudyRunner
+
+    runner = StudyRunner(study, out, restart=restart)
+    runner.check()
+    runner.prepare_datasets(only_split=True)  # data changed since the run's split: refused as a run would be
+    if restart and out.is_dir():
+        typer.echo(
+            f"--restart: the earlier run in {out} would be moved to {out}.previous-<time>; every cell starts anew"
+        )
+    typer.echo("\n".join(status_lines(cell_statuses(study, out, fresh=restart), needs=True)))
+    if study.launcher == "slurm":
+        from medssl.study.launch import slurm_plan
+
+        typer.echo(slurm_plan(study, out, fresh=restart))
 
 
 def _warn_run(out: Path) -> None:
@@ -482,7 +505,7 @@ def evaluate_command(
     from medssl.evaluate.api import evaluate_encoder
     from medssl.evaluate.config import EvaluationConfig
     from medssl.models.encoder import encoder_from_spec
-    from medssl.rundir.paths import check_apart, check_out
+    from medssl.rundir.paths import check_apart, check_out, check_writable
     from medssl.rundir.settings import data_settings
 
     options = {
@@ -499,7 +522,7 @@ def evaluate_command(
     flags = {"protocols": "--protocol", "n_bootstrap": "--bootstrap"}
     settings = layered_config(EvaluationConfig, config, set_, options, flags)
     torch_device = _device(device)
-    check_out(out)
+    check_writable(check_out(out))
     check_apart(data, out)
     model = encoder_from_spec(encoder)
     size = _image_size(image_size, model.meta)

@@ -34,6 +34,8 @@ class Pixels:
     """Indices of the table records that decoded (all of them unless bad images were skipped)."""
     fingerprint: str
     skipped: list[str] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)
+    """Each file's content digest (hex) by image ref; empty for generated or array datasets."""
 
     @property
     def channels(self) -> int:
@@ -47,16 +49,23 @@ def _file_digest(path: Path) -> bytes:
         return b"unreadable"
 
 
-def table_fingerprint(table: ImageTable, image_size: int, workers: int = 8) -> str:
-    """A key over the source, the working size and every file's contents (or the generator's identity)."""
+def file_digests(table: ImageTable, workers: int = 8) -> list[bytes]:
+    """Each record's file-content digest, in record order (none for generated or array tables)."""
+    if table.reader is not None:
+        return []
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(_file_digest, (table.path(r) for r in table.records)))
+
+
+def table_fingerprint(table: ImageTable, image_size: int, digests: list[bytes] | None = None) -> str:
+    """A key over the source, the working size and every file's contents (``file_digests``, computed when not
+    given), or the generator's identity."""
     digest = hashlib.blake2b(digest_size=12)
     digest.update(f"{CACHE_VERSION}|{table.layout}|{image_size}|{table.identity}|{table.classes}".encode())
     for record in table.records:
         digest.update(f"|{record.ref}:{record.label}".encode())
-    if table.reader is None:
-        with ThreadPoolExecutor(workers) as pool:
-            for file_digest in pool.map(_file_digest, (table.path(r) for r in table.records)):
-                digest.update(file_digest)
+    for file_digest in file_digests(table) if digests is None else digests:
+        digest.update(file_digest)
     return digest.hexdigest()
 
 
@@ -139,13 +148,16 @@ def load_pixels(
     """Pixels of ``table`` at ``image_size``: from the cache when present, else decoded and cached."""
     if not table.records:
         raise DataError(f"{table.root}: no images found; check the path and layout")
-    fingerprint = table_fingerprint(table, image_size)
+    digests = file_digests(table)
+    fingerprint = table_fingerprint(table, image_size, digests)
+    by_ref = {record.ref: digest.hex() for record, digest in zip(table.records, digests, strict=False)}
     path = (cache_dir or default_cache_dir()) / f"{table.layout}-{image_size}px-{fingerprint}.npy"
     meta_path = path.with_suffix(".json")
     cached = _read_cache(path, meta_path, fingerprint)
     if cached is not None:
         if cached.skipped and not skip_bad:
             raise BadImageError(cached.skipped[0])
+        cached.digests = by_ref
         return cached
     arrays, bad = _decode_all(table, image_size, skip_bad, progress)
     images, kept = _stack(arrays, image_size)
@@ -155,4 +167,4 @@ def load_pixels(
         raise DataError(
             f"{path.parent}: cannot write the pixel cache ({error}); set MEDSSL_CACHE to a writable folder"
         ) from None
-    return Pixels(np.load(path, mmap_mode="r"), kept, fingerprint, bad)
+    return Pixels(np.load(path, mmap_mode="r"), kept, fingerprint, bad, by_ref)

@@ -19,7 +19,8 @@ from medssl.data.sources.synthetic import load_synthetic
 from medssl.data.splits import cross_validation, make_split, resolve_policy, straddling
 from medssl.data.types import ImageTable
 from medssl.errors import ConfigError, DataError
-from medssl.rundir.split import SPLIT, Split, read_manifest, save_split
+from medssl.rundir.data_record import DataChanged, data_changes, read_data_record, save_data_record
+from medssl.rundir.split import SPLIT, Split, read_manifest, read_split_rows, save_split
 
 SKIPPED_LIST = "skipped_images.txt"
 """Written in the run folder when ``skip_bad_images`` dropped files: one ``path: reason`` line per file."""
@@ -97,6 +98,8 @@ class PreparedData:
     fold: int | None = None
     """Under cross-validation, which fold this is (1..``folds``); None for a single split."""
     folds: int | None = None
+    digests: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Each file's content digest by image ref (see ``medssl.data.cache.Pixels``)."""
 
     @property
     def labels(self) -> np.ndarray:
@@ -159,14 +162,15 @@ def _check_classes(table: ImageTable) -> None:
         )
 
 
+def _skip_reasons(skipped: list[str]) -> list[str]:
+    return [message.split("; remove or replace")[0] for message in skipped]
+
+
 def _report_skipped(skipped: list[str], run_dir: Path | None) -> None:
-    """Warn about the images ``skip_bad_images`` dropped and list them all in ``run_dir/skipped_images.txt``."""
-    reasons = [message.split("; remove or replace")[0] for message in skipped]
-    where = ""
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / SKIPPED_LIST).write_text("".join(f"{line}\n" for line in reasons))
-        where = f"; all listed in {run_dir / SKIPPED_LIST}"
+    """Warn about the images ``skip_bad_images`` dropped (``save_prepared`` lists them all in
+    ``run_dir/skipped_images.txt``)."""
+    reasons = _skip_reasons(skipped)
+    where = f"; all listed in {run_dir / SKIPPED_LIST}" if run_dir is not None else ""
     warnings.warn(f"skipped {len(skipped)} unreadable image(s), e.g. {reasons[0]}{where}", stacklevel=3)
 
 
@@ -188,15 +192,21 @@ def _new_splits(config: DataConfig, table: ImageTable, policy: str) -> list[Spli
     return [make_split(table, config.val_fraction, config.test_fraction, config.split_seed, policy)]
 
 
-def _splits(config: DataConfig, table: ImageTable, run_dir: Path | None) -> tuple[list[Split], str]:
-    """The config's split(s), read from ``run_dir/split.csv`` when it exists (else made and saved there)."""
+def _splits(
+    config: DataConfig, table: ImageTable, pixels: Pixels, run_dir: Path | None
+) -> tuple[list[Split], str]:
+    """The config's split(s): read from ``run_dir/split.csv`` when it exists, after checking that the data is
+    the data it was made from (else made anew; ``save_prepared`` writes them)."""
     policy = resolve_policy(table, config.split)
     manifest = run_dir / SPLIT if run_dir else None
     if manifest is None or not manifest.exists():
-        splits = _new_splits(config, table, policy)
-        if manifest is not None:
-            save_split(manifest, table, splits, policy, folds=bool(config.folds))
-        return splits, policy
+        return _new_splits(config, table, policy), policy
+    classes = {record.ref: table.classes[record.label] for record in table.records}
+    record = read_data_record(run_dir)
+    if changes := data_changes(
+        read_split_rows(manifest), record, classes, pixels.fingerprint, pixels.digests
+    ):
+        raise DataChanged(run_dir, changes)
     splits, saved_policy, has_folds = read_manifest(manifest, table)
     if not saved_policy and any(straddling(table, split) for split in splits):
         saved_policy = "random"  # written before policies were recorded, and it splits groups
@@ -210,16 +220,20 @@ def _splits(config: DataConfig, table: ImageTable, run_dir: Path | None) -> tupl
     return splits, policy
 
 
-def prepare_folds(config: DataConfig, run_dir: Path | None = None, progress=None) -> list[PreparedData]:
+def prepare_folds(
+    config: DataConfig, run_dir: Path | None = None, progress=None, write: bool = True
+) -> list[PreparedData]:
     """Every split the config asks for, decoded once: K folds under ``folds: K``, else the one split.
 
     All folds share one image array and one ``run_dir/split.csv`` (a row per image and fold, with a
-    ``fold`` column 1..K). Fold ``k`` is ``result[k - 1]``; its ``fold`` field says so.
+    ``fold`` column 1..K). Fold ``k`` is ``result[k - 1]``; its ``fold`` field says so. A saved split is
+    reused only while the data is the data it was made from (``DataChanged`` otherwise). ``write=False``
+    writes nothing into ``run_dir`` (a study saves the splits once every check has passed).
     """
     table, pixels = _decoded(config, run_dir, progress)
-    splits, policy = _splits(config, table, run_dir)
+    splits, policy = _splits(config, table, pixels, run_dir)
     folds = len(splits) if config.folds else None
-    return [
+    prepared = [
         PreparedData(
             table,
             pixels.images,
@@ -230,9 +244,27 @@ def prepare_folds(config: DataConfig, run_dir: Path | None = None, progress=None
             policy=policy,
             fold=k if folds else None,
             folds=folds,
+            digests=pixels.digests,
         )
         for k, split in enumerate(splits, start=1)
     ]
+    if write and run_dir is not None:
+        save_prepared(prepared, run_dir)
+    return prepared
+
+
+def save_prepared(prepared: list[PreparedData], run_dir: Path) -> None:
+    """Write the split of ``prepared`` (the folds of one dataset) into ``run_dir``, with the record of the data
+    it was made from, unless ``split.csv`` is already there; and the list of skipped images."""
+    first = prepared[0]
+    if first.skipped:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / SKIPPED_LIST).write_text("".join(f"{line}\n" for line in _skip_reasons(first.skipped)))
+    if (run_dir / SPLIT).exists():
+        return
+    splits = [data.split for data in prepared]
+    save_split(run_dir / SPLIT, first.table, splits, first.policy, folds=first.folds is not None)
+    save_data_record(run_dir, first.fingerprint, first.digests)
 
 
 def prepare_data(

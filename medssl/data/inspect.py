@@ -28,6 +28,7 @@ from medssl.data.sources.synthetic import load_synthetic
 from medssl.data.splits import MIN_CLASS_IMAGES
 from medssl.data.types import SPLITS, ImageTable
 from medssl.errors import DataError
+from medssl.rundir.paths import picture_path
 
 EXAMPLES = 3
 """How many example names a problem line shows."""
@@ -412,7 +413,7 @@ def inspect_dataset(
     official_test = any(r.split == "test" for r in table.records)  # no cross-validation then
     problems += grouping + group_warnings(table, None if official_test else folds)
     name = _name(path, table)
-    grid = Path(grid_path) if grid_path is not None else Path.cwd() / f"{name}-samples.png"
+    grid = picture_path(Path.cwd() if grid_path is None else grid_path, path, f"{name}-samples.png")
     grid_errors = write_grid(table, grid, image_size, per_class)
     new_errors = [error for i, error in grid_errors.items() if not checks[i].error]
     if new_errors:

@@ -13,7 +13,7 @@ from torch import nn
 from medssl.errors import ConfigError, MedsslError
 from medssl.models.backbones import Init, backbone_spec, build_backbone
 from medssl.models.inputs import InputConventions
-from medssl.rundir.atomic import atomic_write, torch_save
+from medssl.rundir.atomic import atomic_write, torch_save, write_advice
 from medssl.rundir.encoder_meta import ENCODER_META, ENCODER_WEIGHTS, read_encoder_meta, write_encoder_meta
 
 
@@ -67,9 +67,7 @@ def build_encoder(name: str, init: Init = "random", **meta: Any) -> Encoder:
 
 
 def _write_failed(path: Path) -> Callable[[OSError], MedsslError]:
-    return lambda error: MedsslError(
-        f"{path}: could not write it ({error}); free disk space and rerun the same command with --resume"
-    )
+    return lambda error: MedsslError(f"{path}: could not write it ({error}); {write_advice(error)}")
 
 
 def save_encoder(encoder: Encoder, directory: str | Path, **meta: Any) -> Path:

@@ -8,6 +8,7 @@ from medssl.report.html import render_html, render_markdown
 from medssl.report.rundir import RunDir
 from medssl.report.sections import build_document
 from medssl.rundir.atomic import write_bytes
+from medssl.rundir.paths import check_writable
 
 FIGURE_FOLDER = "report_files"
 
@@ -23,6 +24,10 @@ def write_report(run_dir: str | Path, n_bootstrap: int = 2000) -> tuple[Path, Pa
         The paths of ``report.md`` and ``report.html``.
     """
     run = RunDir.open(run_dir)
+    for folder in (run.root, run.root / FIGURE_FOLDER):
+        check_writable(
+            folder, f"{run.root}", "make the run directory writable, or copy it and report the copy"
+        )
     document = build_document(run, n_bootstrap)
     folder = run.root / FIGURE_FOLDER
     folder.mkdir(exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Callable
@@ -12,6 +13,19 @@ import torch
 TEMP_MARK = ".tmp"
 TORCH_WRITE_FAILURES = ("PytorchStreamWriter failed", "unexpected pos")
 """How ``torch.save`` words a write that stopped short (full disk, file-size limit): a RuntimeError."""
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def write_advice(error: OSError) -> str:
+    """What to do after a write failed with ``error``: free disk space only where the disk was full (torch's
+    short write carries no errno); otherwise the file or folder changed under the run."""
+    if error.errno in DISK_FULL or error.errno is None:
+        cause = "free disk space"
+    else:
+        cause = "check that the run folder is still there and that no other process writes into it"
+    return f"{cause}, then rerun the same command (`medssl pretrain` with --resume)"
 
 
 def temporary_name(path: Path) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from medssl.errors import TrainingError
-from medssl.rundir.atomic import atomic_write
+from medssl.rundir.atomic import atomic_write, write_advice
 from medssl.rundir.results import parse_float
 
 HISTORY = "history.csv"
@@ -56,8 +56,8 @@ def write_history(path: Path, rows: list[dict]) -> None:
         path,
         write,
         on_error=lambda error: TrainingError(
-            f"{path}: could not write the training history ({error}); the last checkpoint is intact — free "
-            "disk space and rerun the same command with --resume"
+            f"{path}: could not write the training history ({error}); the last checkpoint is intact — "
+            f"{write_advice(error)}"
         ),
     )
 

@@ -91,14 +91,15 @@ class CellStatus:
     log: str | None = None
 
 
-def cell_statuses(study: StudyConfig, out: str | Path) -> list[CellStatus]:
+def cell_statuses(study: StudyConfig, out: str | Path, fresh: bool = False) -> list[CellStatus]:
     """Each cell of ``study`` in ``out``: done, running, failed (with its log) or pending. A cell marked running
-    by a process of this host that no longer exists (killed) is failed."""
+    by a process of this host that no longer exists (killed) is failed. ``fresh``: as in a new folder (every
+    cell pending), what ``--restart`` would run."""
     cells = study_cells(study)
-    done = done_cells(cells, out)
+    done = set() if fresh else done_cells(cells, out)
     statuses = []
     for cell in cells:
-        state = {} if cell.name in done else read_state(out, cell.name)
+        state = {} if cell.name in done or fresh else read_state(out, cell.name)
         kind = "done" if cell.name in done else state.get("state", "pending")
         where = f"{state.get('host')} pid {state.get('pid')}" + (
             f", SLURM job {state['slurm_job']}" if state.get("slurm_job") else ""
@@ -139,9 +140,15 @@ def status_lines(statuses: list[CellStatus], needs: bool = False) -> list[str]:
 
 def run_study_config(out: str | Path) -> StudyConfig:
     """The study of the run in ``out``, from its config.yaml (a ConfigError when there is none)."""
+    path = Path(out) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{out}: no config.yaml; pass the run directory of `medssl benchmark --out DIR`")
     payload = _previous_config(Path(out))
     if not payload:
-        raise ConfigError(f"{out}: no config.yaml; pass the run directory of `medssl benchmark --out DIR`")
+        raise ConfigError(
+            f"{path}: unreadable (not a YAML mapping of study settings; corrupt or edited?); rerun the "
+            "`medssl benchmark` command that made this run, which keeps its results and writes the file again"
+        )
     payload = {key: value for key, value in payload.items() if key not in RUN_KEYS}
     return validate(StudyConfig, payload, source=str(Path(out) / "config.yaml"))
 

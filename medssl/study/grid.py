@@ -15,8 +15,11 @@ import os
 import platform
 import shlex
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -31,14 +34,16 @@ from rich.progress import (
 )
 
 from medssl.common.lightning import quiet_lightning_logs
-from medssl.data.dataset import DataConfig, PreparedData, prepare_folds
-from medssl.errors import Interrupted
+from medssl.data.dataset import DataConfig, PreparedData, prepare_folds, save_prepared
+from medssl.errors import ConfigError, Interrupted
 from medssl.evaluate.api import evaluate_encoder
 from medssl.models.encoder import ENCODER_META, Encoder, encoder_from_spec, load_encoder
 from medssl.models.specs import path_safe, spec_id
 from medssl.rundir.atomic import write_text
+from medssl.rundir.data_record import DataChanged
 from medssl.rundir.encoder_meta import recorded_meta, recorded_settings
-from medssl.rundir.paths import check_apart, check_out
+from medssl.rundir.lock import RunLock, run_lock
+from medssl.rundir.paths import START_OVER, check_apart, check_out, move_aside
 from medssl.rundir.results import (
     POOL_COLUMNS,
     CellId,
@@ -59,6 +64,7 @@ from medssl.rundir.settings import (
     refuse_changed,
     settings_key,
 )
+from medssl.rundir.split import SPLIT
 from medssl.study.config import CELL_AXES, StudyConfig
 from medssl.study.preflight import preflight
 from medssl.study.state import cell_state, evaluation_name, pretrain_name
@@ -214,12 +220,21 @@ class StudyRunner:
     """Runs one study into ``out``; ``run()`` is idempotent and resumable."""
 
     def __init__(
-        self, study: StudyConfig, out: str | Path, command: str | None = None, show_progress: bool = True
+        self,
+        study: StudyConfig,
+        out: str | Path,
+        command: str | None = None,
+        show_progress: bool = True,
+        restart: bool = False,
+        say: Callable[[str], object] | None = None,
     ):
         self.study = study
         self.out = Path(out)
         self.command = command
         self.show_progress = show_progress
+        self.restart = restart
+        """Start over: an earlier run in ``out`` is moved aside (once every check has passed), not compared."""
+        self.say = say or (lambda line: None)
         self.results = self.out / "results.csv"
         self.log: str | None = None  # where this process's output goes, for ``medssl status`` (launchers)
         self.unrecorded: dict[str, dict] = {}
@@ -282,7 +297,7 @@ class StudyRunner:
             row = done.get((name, job.encoder_id, protocol, fraction, seed, fold))
             new = cell_settings(keyed_data, encoder, evaluation_settings(protocol, evaluation))
             if row is not None and row.settings_key not in registry and row.settings_key == settings_key(new):
-                self.unrecorded[row.settings_key] = new  # settings.json lost it: start() records it again
+                self.unrecorded[row.settings_key] = new  # settings.json lost it: started() records it again
             if row is None or row.settings_key in ("", settings_key(new)):
                 continue
             old = registry.get(row.settings_key)
@@ -290,6 +305,37 @@ class StudyRunner:
             if changes:
                 return changes
         return []
+
+    def cell_ids(self) -> set[CellId]:
+        """(dataset, encoder, protocol, label fraction, seed, fold) of every evaluation cell of this study."""
+        return {
+            (name, job.encoder_id, *cell, fold)
+            for name, data_config in self.study.datasets.items()
+            for fold in fold_numbers(data_config)
+            for job in [*ssl_jobs(self.study, data_config), *baseline_jobs(self.study)]
+            for cell in self.all_cells(job)
+        }
+
+    def dropped(self) -> list[str]:
+        """What results.csv holds that this study no longer has (a rerun that narrows the study), by what was
+        dropped: a dataset, an encoder, a protocol, a label fraction or a seed."""
+        cells, settings = self.cell_ids(), self.study.evaluation
+        encoders = {(dataset, encoder) for dataset, encoder, *_ in cells}
+        dropped = set()
+        for row in read_results(self.results):
+            if row.cell in cells:
+                continue
+            if row.dataset not in self.study.datasets:
+                dropped.add(f"dataset {row.dataset}")
+            elif (row.dataset, row.encoder) not in encoders:
+                dropped.add(f"encoder {row.encoder}")
+            elif row.protocol not in [*settings.protocols, "finetune"]:
+                dropped.add(f"protocol {row.protocol}")
+            elif row.label_fraction not in settings.label_fractions:
+                dropped.add(f"label fraction {row.label_fraction:g}")
+            else:
+                dropped.add(f"{row.encoder} {row.protocol} at {row.label_fraction:g}, seed {row.seed}")
+        return sorted(dropped)
 
     def pending_units(self) -> int:
         """Epochs left to pre-train plus evaluation cells left: the progress bar's total."""
@@ -338,12 +384,10 @@ class StudyRunner:
                 evaluate_encoder(encoder, data, self.out, settings, [cell], data_settings=keyed_data)
             advance(1)
 
-    def run_dataset(self, name: str, data_config: DataConfig, advance) -> None:
+    def run_dataset(self, name: str, folds: list[PreparedData], advance) -> None:
         """Every cell of one dataset, fold after fold under cross-validation (a fold's encoders are
         pre-trained on that fold's training images only)."""
-        data_config = data_config.model_copy(update={"name": name})
-        folds = prepare_folds(data_config, run_dir=self.out / name)
-        self.preview(folds[0])
+        data_config = self.study.datasets[name].model_copy(update={"name": name})
         keyed_data = data_settings(data_config.model_dump(mode="json"))
         for data in folds:
             for job in [*ssl_jobs(self.study, data_config), *baseline_jobs(self.study)]:
@@ -367,11 +411,13 @@ class StudyRunner:
         augment_preview(data.images[data.split["train"][:64]], [preset], path)
 
     def check(self) -> None:
-        """Before anything is written: ``out`` is a folder apart from every dataset, and the results already
-        in it were made with this study's settings."""
+        """Before anything is written: ``out`` is a folder apart from every dataset and, unless restarting, the
+        results already in it were made with this study's settings and are all cells of it."""
         check_out(self.out)
         for data_config in self.study.datasets.values():
             check_apart(data_config.path, self.out)
+        if self.restart:
+            return
         changes = self.changed_settings()
         if changes:
             raise refuse_changed(
@@ -379,17 +425,54 @@ class StudyRunner:
                 changes,
                 "Pass --restart to start over (the old run is kept beside it)",
             )
+        if dropped := self.dropped():
+            shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+            raise ConfigError(
+                f"{self.out}: results.csv holds results of {shown}, which this study no longer has, so its "
+                "config.yaml and report would not describe them; nothing was changed. Keep them in the study "
+                f"(their finished cells are skipped), or {START_OVER}"
+            )
 
-    def start(self) -> None:
-        """What every launcher does before the first cell: the checks, then config.yaml and the pool
-        columns of rows made before the study had a pool axis."""
-        self.check()  # out and the settings of earlier results, before anything is written
-        preflight(self.study, self.out)  # every prerequisite, before anything is written or trained
-        _write_config(self.study, self.out, self.command)
-        repair_results(self.results)  # duplicate, damaged or incomplete rows: kept aside, cells run again
-        for settings in self.unrecorded.values():
-            record_settings(self.out, settings)
-        self.fill_pools()
+    def prepare_datasets(self, only_split: bool = False) -> dict[str, list[PreparedData]]:
+        """Each dataset decoded (into the pixel cache) and split, writing nothing into ``out``: a split saved
+        there is reused only while the data is the data it was made from. ``only_split``: just the datasets
+        that already have a split in ``out`` (a dry run's check)."""
+        prepared = {}
+        for name, data_config in self.study.datasets.items():
+            run_dir = None if self.restart else self.out / name
+            if only_split and (run_dir is None or not (run_dir / SPLIT).exists()):
+                continue
+            try:
+                config = data_config.model_copy(update={"name": name})
+                prepared[name] = prepare_folds(config, run_dir=run_dir, write=False)
+            except DataChanged as error:
+                raise error.advise(START_OVER) from None
+        return prepared
+
+    @contextmanager
+    def started(self) -> Iterator[tuple[RunLock, dict[str, list[PreparedData]]]]:
+        """What every launcher does before the first cell, yielding ``out``'s run lock and each dataset's folds:
+        the checks, each dataset decoded and split (nothing is written until all of them pass), then, holding
+        the run lock for the block, config.yaml, the splits, previews and the pool columns of rows made before
+        the study had a pool axis. Another process running into ``out`` is refused, naming its PID."""
+        self.check()
+        preflight(self.study, self.out)
+        datasets = self.prepare_datasets()
+        with ExitStack() as held:
+            lock = held.enter_context(run_lock(self.out))
+            if self.restart and (moved := move_aside(self.out)) is not None:
+                lock = held.enter_context(run_lock(self.out))  # the new folder's; the old one's is kept
+                self.say(f"the earlier run in {self.out} was moved to {moved}")
+            self.check()  # again, holding the lock: a run that ended meanwhile may have changed ``out``
+            _write_config(self.study, self.out, self.command)
+            repair_results(self.results)  # duplicate, damaged or incomplete rows: kept aside, cells run again
+            for settings in self.unrecorded.values():
+                record_settings(self.out, settings)
+            for name, folds in datasets.items():
+                save_prepared(folds, self.out / name)
+                self.preview(folds[0])
+            self.fill_pools()
+            yield lock, datasets
 
     def fill_pools(self) -> None:
         """Give the rows of an SSL encoder trained before this study had ``pretrain_fractions`` (so on the
@@ -421,8 +504,17 @@ class StudyRunner:
                         pools[name, job.encoder_id, fold] = (meta["pool_fraction"], meta["pool_images"])
         return pools
 
-    def run(self) -> Path:
-        self.start()
+    def run(self, report: bool = False) -> Path:
+        """Run every pending cell (and with ``report`` write the report), holding ``out``'s run lock."""
+        with self.started() as (_, datasets):
+            self.run_cells(datasets)
+            if report:
+                from medssl.report.api import write_report
+
+                write_report(self.out)
+        return self.out
+
+    def run_cells(self, datasets: dict[str, list[PreparedData]]) -> None:
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
         columns += [TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
         with quiet_lightning_logs(), Progress(*columns, disable=not self.show_progress) as progress:
@@ -431,23 +523,18 @@ class StudyRunner:
             )
             advance = lambda n: progress.advance(task, n)  # noqa: E731
             try:
-                for name, data_config in self.study.datasets.items():
+                for name, folds in datasets.items():
                     progress.update(task, description=f"study: {name}")
-                    self.run_dataset(name, data_config, advance)
+                    self.run_dataset(name, folds, advance)
             except Interrupted:
                 raise Interrupted(
                     "every finished cell and the last completed pre-training epoch are kept; rerun the same "
                     "`medssl benchmark` command to continue"
                 ) from None
-        return self.out
 
 
-def run_study(
-    study: StudyConfig, out: str | Path, command: str | None = None, show_progress: bool = True
-) -> Path:
-    """Run (or continue) ``study`` into ``out`` and write its report; returns ``out``."""
-    out = StudyRunner(study, out, command, show_progress).run()
-    from medssl.report.api import write_report
-
-    write_report(out)
-    return out
+def run_study(study: StudyConfig, out: str | Path, **options: Any) -> Path:
+    """Run (or continue) ``study`` into ``out`` and write its report; returns ``out``. ``options`` are those of
+    ``StudyRunner``: ``command``, ``show_progress``, ``restart`` (move an earlier run in ``out`` aside once every
+    check has passed) and ``say`` (receives such notes)."""
+    return StudyRunner(study, out, **options).run(report=True)

@@ -24,8 +24,9 @@ from submitit.slurm.slurm import _make_sbatch_string
 from threadpoolctl import threadpool_limits
 
 from medssl.common.lightning import quiet_lightning_logs
-from medssl.data.dataset import prepare_data, prepare_folds
+from medssl.data.dataset import prepare_data
 from medssl.errors import Interrupted, MedsslError
+from medssl.rundir.lock import run_lock
 from medssl.rundir.settings import data_settings
 from medssl.study.cells import done_cells, study_cells
 from medssl.study.config import SlurmSettings, StudyConfig
@@ -53,10 +54,10 @@ class Task:
     fold: int | None = None
 
 
-def pending_tasks(study: StudyConfig, out: str | Path) -> list[Task]:
-    """The tasks of the cells not yet done in ``out``, pre-trainings first."""
+def pending_tasks(study: StudyConfig, out: str | Path, fresh: bool = False) -> list[Task]:
+    """The tasks of the cells not yet done in ``out`` (all of them when ``fresh``), pre-trainings first."""
     cells = study_cells(study)
-    done = done_cells(cells, out)
+    done = set() if fresh else done_cells(cells, out)
     tasks: dict[str, Task] = {}
     for cell in cells:
         if cell.name in done:
@@ -86,7 +87,7 @@ class TaskRunner(Checkpointable):
         runner = StudyRunner(study, out, show_progress=False)
         runner.log = _log_path()
         data_config = study.datasets[task.dataset].model_copy(update={"name": task.dataset})
-        with threadpool_limits(threads), quiet_lightning_logs():
+        with run_lock(out, shared=True), threadpool_limits(threads), quiet_lightning_logs():
             data = prepare_data(data_config, run_dir=runner.out / task.dataset, fold=task.fold)
             encoder = runner.encoder(task.job, data, lambda _: None)
             if task.kind == "evaluate":
@@ -96,16 +97,12 @@ class TaskRunner(Checkpointable):
 
 
 def prepare_run(study: StudyConfig, out: str | Path, command: str | None) -> StudyRunner:
-    """What the sequential run does before its first cell: the checks, config.yaml, each dataset decoded into
-    its cache and split once, every fold under cross-validation (so workers only read them: the same
-    split.csv as the sequential run), and the augmentation previews."""
+    """What the sequential run does before its first cell (``StudyRunner.started``): the checks, then
+    config.yaml, each dataset decoded into its cache and split once, every fold under cross-validation (so
+    workers only read them: the same split.csv as the sequential run), and the augmentation previews."""
     runner = StudyRunner(study, out, command, show_progress=False)
-    runner.start()
-    for name, data_config in study.datasets.items():
-        runner.preview(
-            prepare_folds(data_config.model_copy(update={"name": name}), run_dir=runner.out / name)[0]
-        )
-    return runner
+    with runner.started():
+        return runner
 
 
 @dataclass(frozen=True)
@@ -204,9 +201,10 @@ def sbatch_script(settings: SlurmSettings, folder: str | Path, array: int | None
     return _make_sbatch_string(command=command, folder=folder, map_count=array, **slurm_parameters(settings))
 
 
-def slurm_plan(study: StudyConfig, out: str | Path) -> str:
-    """What ``launcher: slurm`` would submit into ``out``: the job counts and the array's sbatch script."""
-    tasks = pending_tasks(study, out)
+def slurm_plan(study: StudyConfig, out: str | Path, fresh: bool = False) -> str:
+    """What ``launcher: slurm`` would submit into ``out`` (a fresh one with ``fresh``): the job counts and the
+    array's sbatch script."""
+    tasks = pending_tasks(study, out, fresh)
     ready = sum(not task.needs for task in tasks)
     script = sbatch_script(study.slurm, Path(out) / LOG_DIR, array=ready) if ready else ""
     return (
@@ -259,27 +257,35 @@ def submit_tasks(study: StudyConfig, out: str | Path, tasks: list[Task], executo
 
 
 def launch_study(
-    study: StudyConfig, out: str | Path, command: str | None = None, show_progress: bool = True
+    study: StudyConfig,
+    out: str | Path,
+    command: str | None = None,
+    show_progress: bool = True,
+    restart: bool = False,
+    say=None,
 ) -> dict:
     """Run ``study`` with its launcher (``local`` or ``slurm``). ``local`` returns when every task is done and
-    the report written; ``slurm`` returns the submitted jobs (task name → job) at once."""
-    runner = prepare_run(study, out, command)
-    tasks = pending_tasks(study, runner.out)
-    if study.launcher == "slurm":
-        executor = submitit.SlurmExecutor(folder=runner.out / LOG_DIR, max_num_timeout=3)
-        executor.update_parameters(**slurm_parameters(study.slurm))
-        return submit_tasks(study, runner.out, tasks, executor)
-    failed = run_local(
-        study, runner.out, tasks, local_slots(study.workers, study.threads_per_worker), show_progress
-    )
-    if failed:
-        listed = "; ".join(f"{name} ({why})" for name, why in failed.items())
-        raise MedsslError(
-            f"{len(failed)} of {len(tasks)} tasks failed: {listed}. Every finished cell is kept; rerun the "
-            f"same command to retry them (a pre-training resumes from its last checkpoint); "
-            f"`medssl status {runner.out}` lists the cells"
+    the report written; ``slurm`` returns the submitted jobs (task name → job) at once. ``restart`` and
+    ``say`` as in ``run_study``. The run lock of ``out`` is shared with the workers while they run."""
+    runner = StudyRunner(study, out, command, show_progress=False, restart=restart, say=say)
+    with runner.started() as (lock, _):
+        lock.share()  # the workers (and SLURM tasks) join it, shared; another `medssl benchmark` is refused
+        tasks = pending_tasks(study, runner.out)
+        if study.launcher == "slurm":
+            executor = submitit.SlurmExecutor(folder=runner.out / LOG_DIR, max_num_timeout=3)
+            executor.update_parameters(**slurm_parameters(study.slurm))
+            return submit_tasks(study, runner.out, tasks, executor)
+        failed = run_local(
+            study, runner.out, tasks, local_slots(study.workers, study.threads_per_worker), show_progress
         )
-    from medssl.report.api import write_report
+        if failed:
+            listed = "; ".join(f"{name} ({why})" for name, why in failed.items())
+            raise MedsslError(
+                f"{len(failed)} of {len(tasks)} tasks failed: {listed}. Every finished cell is kept; rerun the "
+                f"same command to retry them (a pre-training resumes from its last checkpoint); "
+                f"`medssl status {runner.out}` lists the cells"
+            )
+        from medssl.report.api import write_report
 
-    write_report(runner.out)
+        write_report(runner.out)
     return {}

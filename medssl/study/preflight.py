@@ -6,7 +6,6 @@ collects all of them and stops with a single error listing everything, before an
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 from collections.abc import Iterator
@@ -18,7 +17,9 @@ import torch
 from medssl.errors import MedsslError
 from medssl.models.backbones import TIMM_PREFIX, build_backbone
 from medssl.models.specs import backbone_problems, family, family_problems
+from medssl.rundir.paths import writable_problem
 from medssl.study.config import StudyConfig
+from medssl.train.api import device_problem
 
 WEIGHT_COPIES_PER_RUN = 4
 """Copies of the weights a pre-training run keeps: ``last.ckpt`` (weights and SGD momentum), ``best.ckpt``
@@ -97,13 +98,23 @@ def data_problems(study: StudyConfig) -> list[str]:
 
 def device_problems(study: StudyConfig) -> list[str]:
     """The requested accelerator exists and has as many devices as asked for."""
-    settings = study.pretrain
-    gpus = torch.cuda.device_count()
-    if settings.accelerator == "gpu" and gpus == 0:
-        return ["pretrain.accelerator is 'gpu' but no GPU is visible; set pretrain.accelerator=cpu (or auto)"]
-    if settings.devices > 1 and settings.accelerator != "cpu" and 0 < gpus < settings.devices:
-        return [f"pretrain.devices={settings.devices} but only {gpus} GPU(s) are visible; set devices={gpus}"]
-    return []
+    problem = device_problem(study.pretrain, ("pretrain.accelerator=", "pretrain.devices="))
+    return [problem] if problem else []
+
+
+SLURM_COMMANDS = ("sbatch", "srun")
+"""What ``launcher: slurm`` runs: submitit submits with sbatch and refuses to start without srun."""
+
+
+def launcher_problems(study: StudyConfig) -> list[str]:
+    """``launcher: slurm`` runs where SLURM's commands are (a cluster's login node)."""
+    missing = [command for command in SLURM_COMMANDS if shutil.which(command) is None]
+    if study.launcher != "slurm" or not missing:
+        return []
+    return [
+        f"launcher slurm: {' and '.join(missing)} not found, so this machine is not a SLURM cluster's node; "
+        "run the command on the cluster's login node, or use --launcher local (or sequential)"
+    ]
 
 
 def _parameter_bytes(backbone: str) -> int:
@@ -124,9 +135,9 @@ def output_problems(study: StudyConfig, out: Path) -> list[str]:
     """``out`` is (or can be made) a writable folder with room for the checkpoints."""
     if out.exists() and not out.is_dir():
         return [f"--out {out} is a file; choose a folder"]
+    if problem := writable_problem(out):
+        return [problem]
     existing = next((p for p in [out, *out.parents] if p.exists()), Path("."))
-    if not os.access(existing, os.W_OK):
-        return [f"--out {out}: {existing} is not writable; choose a folder you can write to"]
     need, free = estimated_checkpoint_bytes(study), shutil.disk_usage(existing).free
     if need > free:
         return [
@@ -145,6 +156,7 @@ def preflight(study: StudyConfig, out: str | Path) -> None:
         *spec_problems(study),
         *ssl_backbone_problems(study),
         *([] if study.launcher == "slurm" else device_problems(study)),  # SLURM cells run on other nodes
+        *launcher_problems(study),
         *output_problems(study, out),
     ]
     if problems:

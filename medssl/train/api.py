@@ -25,9 +25,10 @@ from medssl.methods import method_class
 from medssl.models.encoder import ENCODER_META, build_encoder, save_encoder
 from medssl.models.specs import backbone_problems
 from medssl.rundir.atomic import remove_stale_temps, write_text
+from medssl.rundir.data_record import DataChanged
 from medssl.rundir.encoder_meta import recorded_settings
 from medssl.rundir.history import HISTORY, read_history
-from medssl.rundir.paths import check_apart, check_out
+from medssl.rundir.paths import START_OVER, check_apart, check_out, check_writable
 from medssl.rundir.settings import (
     SETTINGS,
     changed_common,
@@ -175,6 +176,26 @@ def checkpoint_callbacks(directory: Path) -> list[ModelCheckpoint]:
     return [best, last]
 
 
+def device_problem(
+    config: PretrainConfig, names: tuple[str, str] = ("--accelerator ", "--devices ")
+) -> str | None:
+    """Why this machine cannot give ``config`` its accelerator or devices, or None. ``names`` are how the
+    user sets them (``pretrain.accelerator=`` and ``pretrain.devices=`` in a study)."""
+    accelerator, devices = names
+    gpus = torch.cuda.device_count()
+    if config.accelerator == "gpu" and gpus == 0:
+        return f"{accelerator}gpu: no GPU is visible here; use {accelerator}cpu (or auto)"
+    if config.devices > 1 and config.accelerator != "cpu" and 0 < gpus < config.devices:
+        return f"{devices}{config.devices}: only {gpus} GPU(s) are visible; use {devices}{gpus}"
+    return None
+
+
+def check_devices(config: PretrainConfig) -> None:
+    """Refuse, before anything is written, an accelerator or device count this machine does not have."""
+    if problem := device_problem(config):
+        raise ConfigError(problem)
+
+
 def world_size(config: PretrainConfig) -> int:
     """DDP processes of a run: ``devices`` on each of ``num_nodes`` machines."""
     return config.devices * config.num_nodes
@@ -273,8 +294,9 @@ def pretrain(
     ``out/checkpoints/last.ckpt`` after checking, before anything is written, that the run was made with the
     same settings and data; ``callbacks`` are extra Lightning callbacks.
     """
-    out = check_out(out)
+    out = check_writable(check_out(out))
     check_apart(config.data.path, out)
+    check_devices(config)
     ckpt = _check_out(out, resume)
     settings = pretrain_settings(config.model_dump(mode="json"))
     if resume:
@@ -285,7 +307,10 @@ def pretrain(
     problems = backbone_problems(config.backbone, config.init, [size])  # before any image is decoded
     if problems:
         raise ConfigError("; ".join(problems))
-    data = data or prepare_data(config.data, run_dir=out)
+    try:
+        data = data or prepare_data(config.data, run_dir=out)
+    except DataChanged as error:
+        raise error.advise(START_OVER) from None
     if resume:
         _check_resume(out, settings, data.fingerprint)
         remove_stale_temps(out / "checkpoints")

@@ -9,7 +9,7 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from medssl.errors import TrainingError
-from medssl.rundir.atomic import atomic_write, torch_save
+from medssl.rundir.atomic import atomic_write, torch_save, write_advice
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -23,8 +23,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             path,
             lambda tmp: torch_save(checkpoint, tmp),
             on_error=lambda error: TrainingError(
-                f"{path}: could not write the checkpoint ({error}); the previous one is intact — free disk space "
-                "and rerun the same command with --resume"
+                f"{path}: could not write the checkpoint ({error}); the previous one is intact — "
+                f"{write_advice(error)}"
             ),
         )
 

@@ -120,7 +120,7 @@ def test_resume_on_changed_data_is_refused(tmp_path: Path, pixel_cache: Path, ca
     image = data / "a" / "img000.png"
     image.write_bytes((data / "b" / "img000.png").read_bytes())  # same file names, other pixels
     code, err = run_main(capsys, monkeypatch, *args, "--resume")
-    assert_one_error_line(code, err, "data_fingerprint:", "nothing was changed")
+    assert_one_error_line(code, err, "1 image changed: a/img000.png", "nothing was changed", "--restart")
     assert not (run / "encoder.json").exists()
 
 

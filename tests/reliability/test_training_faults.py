@@ -123,7 +123,7 @@ def disk_full() -> OSError:
     return OSError(errno.ENOSPC, "No space left on device")
 
 
-RESUME = r"free disk space and rerun the same command with --resume"
+RESUME = r"free disk space, then rerun the same command \(`medssl pretrain` with --resume\)"
 FAULTS = {  # each strikes while epoch 1 is being saved; epoch 0 is complete on disk
     "disk full on last.ckpt": (
         lambda patch: patch.setattr(torch, "save", cut_short_on(LAST, 2)),

@@ -96,7 +96,9 @@ def test_two_local_workers_give_the_sequential_results_each_cell_once(tmp_path: 
     assert pending_tasks(study, tmp_path / "run") == []
 
 
-def test_the_slurm_path_through_submitits_local_executor(tmp_path: Path, sequential) -> None:
+def test_the_slurm_path_through_submitits_local_executor(
+    tmp_path: Path, sequential, slurm_login_node
+) -> None:
     config, reference = sequential
     study = load_study(config, ["launcher=slurm", *SERIAL])
     out = prepare_run(study, tmp_path / "run", "medssl benchmark").out
@@ -133,7 +135,9 @@ def test_two_local_workers_on_a_cv_study_give_the_sequential_results(tmp_path: P
     assert {s.state for s in statuses} == {"done"} and pending_tasks(study, out) == []
 
 
-def test_the_slurm_path_with_folds_waits_for_each_folds_encoder(tmp_path: Path, cv_sequential) -> None:
+def test_the_slurm_path_with_folds_waits_for_each_folds_encoder(
+    tmp_path: Path, cv_sequential, slurm_login_node
+) -> None:
     config, sequential_run, _ = cv_sequential
     study = load_study(config, ["launcher=slurm", *SERIAL])
     out = prepare_run(study, tmp_path / "run", "medssl benchmark").out

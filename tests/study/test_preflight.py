@@ -87,7 +87,7 @@ def test_a_study_with_all_prerequisites_passes(tmp_path: Path, pixel_cache: Path
 
 
 def test_a_slurm_study_asks_for_no_gpu_on_the_host_that_submits_it(
-    tmp_path: Path, pixel_cache: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, pixel_cache: Path, monkeypatch: pytest.MonkeyPatch, slurm_login_node
 ) -> None:
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)  # a login node
     study = study_with(pixel_cache, launcher="slurm")
