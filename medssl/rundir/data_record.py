@@ -78,6 +78,9 @@ def data_changes(
         "changed": [ref for ref in classes if ref in recorded and recorded[ref] != digests.get(ref)],
     }
     changes = [_listed(kind, sorted(refs)) for kind, refs in kinds.items() if refs]
-    if not changes and record.get("fingerprint"):  # same files and labels; the source itself changed
+    if not changes and record.get("fingerprint") and not recorded:
+        # a generated or array dataset (no files to compare): its source itself changed. With files, the same
+        # files and labels are the same data: the fingerprint also covers the working size and decoding
+        # settings, which the settings keys of the run's rows compare.
         changes = [f"its fingerprint changed ({record['fingerprint']} -> {fingerprint})"]
     return changes

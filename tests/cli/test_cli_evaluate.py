@@ -55,7 +55,8 @@ def test_evaluate_uses_the_encoders_size_and_warns_when_told_otherwise(
     code, err = run_main(
         capsys, monkeypatch, *args[:size], "--image-size", "32", *args[size + 2 :], "--replace"
     )
-    assert code == 0 and "pre-trained at 48 px; evaluating at --image-size 32 px" in err
+    assert code == 0, err
+    assert "pre-trained at 48 px; evaluating at --image-size 32 px" in err
     meta = json.loads((run / "encoder.json").read_text())
     assert meta["image_size"] == 48
 
