@@ -352,6 +352,8 @@ class CurvePoint:
     fraction: float
     accuracy: Stat
     auroc: Stat
+    encoder: str = ""
+    """The encoder behind a kind's point (``kind_curves``); '' on an encoder's own curve."""
 
 
 def label_efficiency(results: list[Result], dataset: str) -> dict[str, dict[str, list[CurvePoint]]]:
@@ -371,6 +373,23 @@ def label_efficiency(results: list[Result], dataset: str) -> dict[str, dict[str,
 def kinds_present(table: StudyTable) -> list[Contender]:
     """The contenders with at least one encoder in ``table``, in the order they are named."""
     return [c for c in CONTENDERS if any(c.member(row.info) for row in table.rows)]
+
+
+def kind_curves(
+    tables: list[StudyTable], contenders: list[Contender], metric: str = "accuracy"
+) -> dict[str, dict[str, list[CurvePoint]]]:
+    """protocol → contender key → its best encoder's point at every label fraction where one counts, picked by
+    ``metric`` as the verdict picks (never collapsed, not applicable or at the floor)."""
+    out: dict[str, dict[str, list[CurvePoint]]] = {}
+    for table in tables:
+        for protocol in table.protocols:
+            for contender in contenders:
+                row = best_row(table, contender, protocol, metric)
+                if row is not None:
+                    stats = row.cells[protocol].stats
+                    point = CurvePoint(table.fraction, stats["accuracy"], stats["auroc"], row.info.encoder)
+                    out.setdefault(protocol, {}).setdefault(contender.key, []).append(point)
+    return {p: out[p] for p in (tables[0].protocols if tables else []) if p in out}
 
 
 def best_protocol(table: StudyTable, encoder: str) -> str | None:
