@@ -22,6 +22,8 @@ HISTORY_PANELS = (
     ("knn_accuracy", "Validation kNN accuracy"),
     ("effective_rank", "Effective rank"),
 )
+DODGE = 0.015
+"""Sideways step between curves with error bars, in decades of the log label-fraction axis."""
 _PALETTE = [to_hex(c) for name in ("tab10", "Dark2") for c in matplotlib.colormaps[name].colors]
 
 
@@ -63,7 +65,8 @@ def _error_bars(stats: list[Stat], scale: float, intervals: bool) -> np.ndarray:
 @dataclass(frozen=True)
 class CurveStyle:
     """How the label-efficiency curves are drawn: their legend names, colours, dashed ones, and error bars
-    (± sd over seeds; with ``intervals`` also a single run's 95% CI)."""
+    (± sd over seeds; with ``intervals`` also a single run's 95% CI, and each curve nudged sideways so that
+    the bars of one fraction do not hide each other)."""
 
     labels: dict[str, str]
     palette: dict[str, str]
@@ -74,10 +77,12 @@ class CurveStyle:
 def _curves(ax, curves: dict[str, list[CurvePoint]], metric: str, style: CurveStyle) -> None:
     """One panel's lines: ``metric`` of each curve against the label fraction, with its error bars."""
     scale = 100.0 if metric == "accuracy" else 1.0
+    order = list(style.labels)
     for key, points in curves.items():
         stats = [getattr(p, metric) for p in points]
+        rank = order.index(key) - (len(order) - 1) / 2 if style.intervals and key in order else 0
         ax.errorbar(
-            np.array([p.fraction for p in points]),
+            np.array([p.fraction for p in points]) * 10 ** (DODGE * rank),
             np.array([s.mean for s in stats]) * scale,
             yerr=_error_bars(stats, scale, style.intervals),
             color=style.palette.get(key, "#333333"),
