@@ -39,7 +39,8 @@ class Heading:
 class Paragraph:
     content: Inline
     kind: str = ""
-    """CSS flavour: '' (plain), 'note', 'source', 'verdict-better', 'verdict-worse', 'verdict-same'."""
+    """CSS flavour: '' (plain), 'note', 'source', 'verdict-better', 'verdict-worse', 'verdict-same',
+    'verdict-mixed', 'pair-test' (one pair's paired test under a three-way answer)."""
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib
 import numpy as np
@@ -13,7 +13,7 @@ from matplotlib.colors import hsv_to_rgb, to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from medssl.report.tables import PROTOCOL_NAMES, CurvePoint
+from medssl.report.tables import PROTOCOL_NAMES, CurvePoint, Stat
 
 TSNE_MAX_POINTS = 1500
 OPENTSNE_MIN_POINTS = 100
@@ -22,6 +22,8 @@ HISTORY_PANELS = (
     ("knn_accuracy", "Validation kNN accuracy"),
     ("effective_rank", "Effective rank"),
 )
+DODGE = 0.015
+"""Sideways step between curves with error bars, in decades of the log label-fraction axis."""
 _PALETTE = list(
     dict.fromkeys(
         to_hex(c) for name in ("tab10", "Dark2", "tab20", "tab20b") for c in matplotlib.colormaps[name].colors
@@ -59,37 +61,61 @@ def class_colours(n_classes: int) -> list[str]:
     return [to_hex(hsv_to_rgb((h, 0.85, v))) for h, v in zip(hues, brightness, strict=True)]
 
 
-def label_efficiency_figure(
-    curves: dict[str, dict[str, list[CurvePoint]]],
-    labels: dict[str, str],
-    palette: dict[str, str],
-    dashed: set[str],
-) -> bytes:
-    """Accuracy (top) and AUROC (bottom) vs label fraction (log x): panel per protocol, line per encoder."""
+def _error_bars(stats: list[Stat], scale: float, intervals: bool) -> np.ndarray:
+    """(2, n) lower and upper error-bar lengths: ± sd over seeds, or with ``intervals`` a single run's 95% CI
+    where one is recorded."""
+    bars = np.zeros((2, len(stats)))
+    for i, stat in enumerate(stats):
+        if stat.n > 1 and math.isfinite(stat.sd):
+            bars[:, i] = stat.sd
+        elif intervals and math.isfinite(stat.ci_low) and math.isfinite(stat.ci_high):
+            bars[:, i] = (stat.mean - stat.ci_low, stat.ci_high - stat.mean)
+    return np.clip(np.nan_to_num(bars), 0, None) * scale
+
+
+@dataclass(frozen=True)
+class CurveStyle:
+    """How the label-efficiency curves are drawn: their legend names, colours, dashed ones, and error bars
+    (± sd over seeds; with ``intervals`` also a single run's 95% CI, and each curve nudged sideways so that
+    the bars of one fraction do not hide each other)."""
+
+    labels: dict[str, str]
+    palette: dict[str, str]
+    dashed: set[str] = field(default_factory=set)
+    intervals: bool = False
+
+
+def _curves(ax, curves: dict[str, list[CurvePoint]], metric: str, style: CurveStyle) -> None:
+    """One panel's lines: ``metric`` of each curve against the label fraction, with its error bars."""
+    scale = 100.0 if metric == "accuracy" else 1.0
+    order = list(style.labels)
+    for key, points in curves.items():
+        stats = [getattr(p, metric) for p in points]
+        rank = order.index(key) - (len(order) - 1) / 2 if style.intervals and key in order else 0
+        ax.errorbar(
+            np.array([p.fraction for p in points]) * 10 ** (DODGE * rank),
+            np.array([s.mean for s in stats]) * scale,
+            yerr=_error_bars(stats, scale, style.intervals),
+            color=style.palette.get(key, "#333333"),
+            linestyle="--" if key in style.dashed else "-",
+            marker="o",
+            markersize=4,
+            capsize=2,
+            linewidth=1.6,
+            label=label_text(style.labels.get(key, key), 40),
+        )
+
+
+def draw_label_efficiency(curves: dict[str, dict[str, list[CurvePoint]]], style: CurveStyle) -> Figure:
+    """Accuracy (top) and AUROC (bottom) vs label fraction (log x): panel per protocol, line per curve (an
+    encoder, or a kind's best encoder)."""
     columns = list(curves)
     figure = Figure(figsize=(max(3.4 * len(columns), 7.0), 6.8))
     axes = figure.subplots(2, len(columns), squeeze=False, sharex=True)
     for col, protocol in enumerate(columns):
         for row, (metric, name) in enumerate((("accuracy", "Accuracy (%)"), ("auroc", "AUROC"))):
             ax = axes[row][col]
-            for encoder, points in curves[protocol].items():
-                x = np.array([p.fraction for p in points])
-                stats = [getattr(p, metric) for p in points]
-                scale = 100.0 if metric == "accuracy" else 1.0
-                y = np.array([s.mean for s in stats]) * scale
-                err = np.array([s.sd if s.n > 1 else 0.0 for s in stats]) * scale
-                ax.errorbar(
-                    x,
-                    y,
-                    yerr=np.nan_to_num(err),
-                    color=palette.get(encoder, "#333333"),
-                    linestyle="--" if encoder in dashed else "-",
-                    marker="o",
-                    markersize=4,
-                    capsize=2,
-                    linewidth=1.6,
-                    label=label_text(labels.get(encoder, encoder), 40),
-                )
+            _curves(ax, curves[protocol], metric, style)
             ax.set_xscale("log")
             ax.grid(True, which="both", alpha=0.25)
             ax.set_ylabel(name if col == 0 else "")
@@ -100,10 +126,20 @@ def label_efficiency_figure(
             fractions = sorted({p.fraction for pts in curves[protocol].values() for p in pts})
             ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
             ax.minorticks_off()
-    handles, names = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, names, loc="lower center", ncol=min(len(names), 4), frameon=False, fontsize=9.5)
-    figure.tight_layout(rect=(0, 0.03 + 0.045 * math.ceil(len(names) / 4), 1, 1))
-    return to_png(figure)
+    legend = {}
+    for ax in axes[0]:  # every curve once, though a panel may lack some
+        handles, names = ax.get_legend_handles_labels()
+        legend |= {name: handle for name, handle in zip(names, handles, strict=True) if name not in legend}
+    figure.legend(
+        list(legend.values()),
+        list(legend),
+        loc="lower center",
+        ncol=min(len(legend), 4),
+        frameon=False,
+        fontsize=9.5,
+    )
+    figure.tight_layout(rect=(0, 0.03 + 0.045 * math.ceil(len(legend) / 4), 1, 1))
+    return figure
 
 
 def training_curves_figure(histories: dict[str, dict[str, np.ndarray]], palette: dict[str, str]) -> bytes:

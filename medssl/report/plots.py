@@ -11,7 +11,17 @@ from medssl.report import figures
 from medssl.report.budget import GAIN, MONITORS, Budget, budget_status, duration
 from medssl.report.context import Context, note, provenance, slug
 from medssl.report.document import Block, Cell, Figure, Gallery, Heading, Span, Table
-from medssl.report.tables import PROTOCOL_NAMES, best_protocol, format_fraction, label_efficiency
+from medssl.report.tables import (
+    CONTENDERS,
+    PROTOCOL_NAMES,
+    Contender,
+    best_protocol,
+    format_fraction,
+    kind_curves,
+    kinds_present,
+    label_efficiency,
+)
+from medssl.report.verdict import METRIC_WORDS
 
 
 def label_efficiency_blocks(ctx: Context) -> list[Block]:
@@ -23,8 +33,11 @@ def label_efficiency_blocks(ctx: Context) -> list[Block]:
             "Only one label fraction was run, so there is no curve; add label fractions to the study config."
         )
         return [*blocks, note(text)]
+    blocks += kinds_figure_blocks(ctx)
     dashed = {row.info.encoder for row in ctx.table.rows if not row.info.is_ssl}
-    png = figures.label_efficiency_figure(curves, ctx.labels, ctx.palette, dashed)
+    png = figures.to_png(
+        figures.draw_label_efficiency(curves, figures.CurveStyle(ctx.labels, ctx.palette, dashed))
+    )
     caption = [
         Span(
             "Test accuracy (top) and AUROC (bottom) against the fraction of training labels the probe used "
@@ -33,6 +46,37 @@ def label_efficiency_blocks(ctx: Context) -> list[Block]:
     ]
     figure = Figure(f"{ctx.key}-label-efficiency", png, caption, "Label-efficiency curves")
     return [*blocks, figure, provenance(ctx.run, "results.csv")]
+
+
+def kind_legend(contenders: list[Contender]) -> dict[str, str]:
+    """Contender key → its curve's legend entry: 'Best foundation model'."""
+    return {c.key: f"Best {c.title}" for c in contenders}
+
+
+def kinds_figure_blocks(ctx: Context) -> list[Block]:
+    """Where a foundation model is in the study: the best encoder of each kind against the label fraction, the
+    three groups of the verdict, each with its 95% CI."""
+    kinds = kinds_present(ctx.table)
+    if len(kinds) < 2 or all(c.key != "foundation" for c in kinds):
+        return []
+    curves = kind_curves(ctx.by_fraction, kinds, ctx.primary_metric)
+    style = figures.CurveStyle(
+        kind_legend(kinds), figures.colours([c.key for c in CONTENDERS]), intervals=True
+    )
+    png = figures.to_png(figures.draw_label_efficiency(curves, style))
+    picked = sorted({p.encoder for by_kind in curves.values() for pts in by_kind.values() for p in pts})
+    caption = [
+        Span(
+            f"The verdict's {len(kinds)} groups: at each label fraction and protocol, the best encoder of each "
+            f"kind by {METRIC_WORDS[ctx.primary_metric]} (never a collapsed, not-applicable or floor cell), "
+            "its test accuracy (top) and AUROC (bottom); error bars: the 95% bootstrap CI over the test images "
+            "of a single run, ± sd over seeds where there are several. Picked from: "
+        ),
+        *[span for i, e in enumerate(picked) for span in (Span(", " if i else ""), Span(e, "code"))],
+        Span(". Every encoder's own curve is in the next figure."),
+    ]
+    figure = Figure(f"{ctx.key}-label-efficiency-kinds", png, caption, "Label efficiency: best of each kind")
+    return [figure, provenance(ctx.run, "results.csv")]
 
 
 def training_blocks(ctx: Context) -> list[Block]:

@@ -331,9 +331,11 @@ def build_document(run: RunDir, n_bootstrap: int = 2000) -> Document:
     """The whole report of a run directory."""
     datasets = run.datasets()
     evaluations = len({(r.dataset, r.encoder) for r in run.results})
+    question = "In-domain self-supervised pre-training vs ImageNet transfer"
+    question += " vs frozen foundation models" if any(r.method == "foundation" for r in run.results) else ""
     subtitle = [
         Span(
-            f"In-domain self-supervised pre-training vs ImageNet transfer · {len(datasets)} dataset(s), "
+            f"{question} · {len(datasets)} dataset(s), "
             f"{evaluations} encoder evaluations, {len(run.results)} result rows"
         )
     ]

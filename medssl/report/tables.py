@@ -314,8 +314,20 @@ class Contender:
 CONTENDERS = (
     Contender("ssl", "in-domain SSL", lambda info: info.is_ssl),
     Contender("imagenet", "ImageNet transfer", lambda info: info.method == "imagenet"),
+    Contender("foundation", "foundation model", lambda info: info.method == "foundation"),
 )
 """The verdict's kinds, in the order they are named; each pair of them gets its own paired test."""
+
+
+def best_row(table: StudyTable, contender: Contender, protocol: str, metric: str) -> StudyRow | None:
+    """``contender``'s row with the highest mean ``metric`` at ``protocol`` among the cells that count (the
+    first in table order on ties); None when it has none."""
+    scored = [
+        (row.cells[protocol].stats[metric].mean, -i)
+        for i, row in enumerate(table.rows)
+        if contender.member(row.info) and protocol in row.cells and row.cells[protocol].counts(metric)
+    ]
+    return table.rows[-max(scored)[1]] if scored else None
 
 
 def verdict_picks(
@@ -328,15 +340,8 @@ def verdict_picks(
     """
     found = []
     for protocol in VERDICT_PROTOCOLS:
-        picks = {}
-        for contender in contenders:
-            scored = [
-                (row.cells[protocol].stats[metric].mean, -i)
-                for i, row in enumerate(table.rows)
-                if contender.member(row.info) and protocol in row.cells and row.cells[protocol].counts(metric)
-            ]
-            if scored:
-                picks[contender.key] = table.rows[-max(scored)[1]]
+        rows = {c.key: best_row(table, c, protocol, metric) for c in contenders}
+        picks = {key: row for key, row in rows.items() if row is not None}
         found.append((len(picks), protocol, picks))
     count, protocol, picks = max(found, key=lambda t: t[0])  # max keeps the first on ties
     return (protocol, picks) if count >= 2 else None
@@ -347,6 +352,8 @@ class CurvePoint:
     fraction: float
     accuracy: Stat
     auroc: Stat
+    encoder: str = ""
+    """The encoder behind a kind's point (``kind_curves``); '' on an encoder's own curve."""
 
 
 def label_efficiency(results: list[Result], dataset: str) -> dict[str, dict[str, list[CurvePoint]]]:
@@ -361,6 +368,28 @@ def label_efficiency(results: list[Result], dataset: str) -> dict[str, dict[str,
         point = CurvePoint(fraction, summarise(rows, "accuracy"), summarise(rows, "auroc"))
         out.setdefault(protocol, {}).setdefault(encoder, []).append(point)
     return {p: out[p] for p in protocols(results, dataset) if p in out}
+
+
+def kinds_present(table: StudyTable) -> list[Contender]:
+    """The contenders with at least one encoder in ``table``, in the order they are named."""
+    return [c for c in CONTENDERS if any(c.member(row.info) for row in table.rows)]
+
+
+def kind_curves(
+    tables: list[StudyTable], contenders: list[Contender], metric: str = "accuracy"
+) -> dict[str, dict[str, list[CurvePoint]]]:
+    """protocol → contender key → its best encoder's point at every label fraction where one counts, picked by
+    ``metric`` as the verdict picks (never collapsed, not applicable or at the floor)."""
+    out: dict[str, dict[str, list[CurvePoint]]] = {}
+    for table in tables:
+        for protocol in table.protocols:
+            for contender in contenders:
+                row = best_row(table, contender, protocol, metric)
+                if row is not None:
+                    stats = row.cells[protocol].stats
+                    point = CurvePoint(table.fraction, stats["accuracy"], stats["auroc"], row.info.encoder)
+                    out.setdefault(protocol, {}).setdefault(contender.key, []).append(point)
+    return {p: out[p] for p in (tables[0].protocols if tables else []) if p in out}
 
 
 def best_protocol(table: StudyTable, encoder: str) -> str | None:

@@ -19,10 +19,12 @@ from medssl.report.tables import (
     CONTENDERS,
     PROTOCOL_NAMES,
     VERDICT_PROTOCOLS,
+    WEIGHT_SOURCES,
     Contender,
     StudyRow,
     StudyTable,
     format_metric,
+    kinds_present,
     verdict_picks,
 )
 from medssl.rundir.predictions import Predictions, align_predictions
@@ -101,7 +103,9 @@ def encoder_name(contender: Contender, row: StudyRow) -> str:
         return f"in-domain SSL ({', '.join(x for x in (method, info.backbone, init) if x)})"
     if contender.key == "imagenet":
         return f"ImageNet frozen ({info.backbone})" if info.backbone else "ImageNet frozen"
-    return f"{contender.title} ({info.label})"
+    details = ", ".join(x for x in (info.backbone, info.init if info.init in WEIGHT_SOURCES else "") if x)
+    frozen = f"frozen {contender.title}" if contender.key == "foundation" else contender.title
+    return f"{frozen} ({details})" if details else frozen
 
 
 def percent(fraction: float) -> str:
@@ -137,13 +141,14 @@ class Pairing:
         return better_of(main.difference, main.p_value, ALPHA)
 
     @property
+    def difference(self) -> float:
+        """``a`` − ``b`` in the primary metric (nan without a test)."""
+        return next(iter(self.compared.values())).difference if self.compared else math.nan
+
+    @property
     def where(self) -> str:
         """'At 1 % labels (44 labelled images)'."""
         return f"At {percent(self.fraction)} labels" + (f" ({self.labelled})" if self.labelled else "")
-
-
-def _present(ctx: Context) -> list[Contender]:
-    return [c for c in CONTENDERS if any(c.member(row.info) for row in ctx.table.rows)]
 
 
 def _why_none(ctx: Context) -> str:
@@ -215,13 +220,19 @@ def pairing(ctx: Context, table: StudyTable, a: Contender, b: Contender) -> Pair
     return found
 
 
+def _tested(ctx: Context, found: Pairing) -> tuple[str, str]:
+    """(the pair's paired test as a sentence, CSS kind): 'In-domain SSL (…) is better than ImageNet frozen (…)
+    by +3.1 points of accuracy, p=0.02.'"""
+    main = found.compared[ctx.primary_metric]
+    names = [encoder_name(side, row) for side, row in zip((found.a, found.b), found.rows or (), strict=True)]
+    return verdict_sentence(*names, main.difference, main.p_value, ctx.primary_metric)
+
+
 def _sentence(ctx: Context, found: Pairing) -> Paragraph:
     """'At 1 % labels (44 labelled images): In-domain SSL (…) is better than ImageNet frozen (…) by …'."""
     if found.outcome is None or found.rows is None:
         return Paragraph([Span(f"{found.where}: no verdict: {found.why}.")], "note")
-    main = found.compared[ctx.primary_metric]
-    names = [encoder_name(side, row) for side, row in zip((found.a, found.b), found.rows, strict=True)]
-    text, kind = verdict_sentence(*names, main.difference, main.p_value, ctx.primary_metric)
+    text, kind = _tested(ctx, found)
     text = text if text.startswith("ImageNet") else text[0].lower() + text[1:]
     return Paragraph([Span(f"{found.where}: {text}")], kind)
 
@@ -236,22 +247,28 @@ def _segment(outcome: int | None, a: Contender, b: Contender) -> str:
 
 
 def summary_line(pairings: list[Pairing]) -> tuple[str, str]:
-    """(the line that says where the answer changes with the number of labels, CSS kind)."""
+    """(the line that says where the answer changes with the number of labels, CSS kind) for one pair."""
     a, b = pairings[0].a, pairings[0].b
-    runs: list[list[Pairing]] = []
-    for found in pairings:
-        if runs and runs[-1][-1].outcome == found.outcome:
-            runs[-1].append(found)
-        else:
-            runs.append([found])
     kinds = {1: "verdict-better", -1: "verdict-worse", 0: "verdict-same", None: "verdict-same"}
+    return changes([(p.fraction, _segment(p.outcome, a, b), kinds[p.outcome]) for p in pairings])
+
+
+def changes(answers: list[tuple[float, str, str]]) -> tuple[str, str]:
+    """(the line that says where the answer changes with the number of labels, CSS kind) from each label
+    fraction's (fraction, answer, CSS kind), smallest fraction first."""
+    runs: list[list[tuple[float, str, str]]] = []
+    for answer in answers:
+        if runs and runs[-1][-1][1] == answer[1]:
+            runs[-1].append(answer)
+        else:
+            runs.append([answer])
     if len(runs) == 1:
-        every = ", ".join(percent(p.fraction) for p in pairings)
-        text = f"{_segment(pairings[0].outcome, a, b)} at every label fraction run ({every})"
-        return f"The answer does not change with the number of labels: {text}.", kinds[pairings[0].outcome]
+        every = ", ".join(percent(fraction) for fraction, _, _ in answers)
+        text = f"{answers[0][1]} at every label fraction run ({every})"
+        return f"The answer does not change with the number of labels: {text}.", answers[0][2]
     parts = []
     for i, run in enumerate(runs):
-        first, last = percent(run[0].fraction), percent(run[-1].fraction)
+        first, last = percent(run[0][0]), percent(run[-1][0])
         if len(run) == 1:
             span = f"at {first}"
         elif i == 0:
@@ -260,7 +277,7 @@ def summary_line(pairings: list[Pairing]) -> tuple[str, str]:
             span = f"from {first}"
         else:
             span = f"from {first} to {last}"
-        parts.append(f"{_segment(run[0].outcome, a, b)} {span}" + (" labels" if i == 0 else ""))
+        parts.append(f"{run[0][1]} {span}" + (" labels" if i == 0 else ""))
     return f"The answer changes with the number of labels: {'; '.join(parts)}.", "verdict-mixed"
 
 
@@ -366,24 +383,35 @@ def _floor_text(ctx: Context) -> str:
     )
 
 
-def _field_text(ctx: Context, protocol: str, a: Contender, b: Contender) -> str:
-    """How many encoders of each kind the pair was picked from, and why that matters when it is several."""
+def _and(words: list[str], conjunction: str = "and") -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return f" {conjunction} ".join([", ".join(words[:-1]), words[-1]] if len(words) > 2 else words)
+
+
+def _kinds(pairings: list[Pairing]) -> list[Contender]:
+    """The contenders of ``pairings`` in the order they are named."""
+    return list(dict.fromkeys(side for found in pairings for side in (found.a, found.b)))
+
+
+def _field_text(ctx: Context, protocol: str, kinds: list[Contender]) -> str:
+    """How many encoders of each kind the picks were made from, and why that matters when it is several."""
     counts = [
-        sum(1 for row in ctx.table.rows if protocol in row.cells and side.member(row.info)) for side in (a, b)
+        sum(1 for row in ctx.table.rows if protocol in row.cells and side.member(row.info)) for side in kinds
     ]
     if max(counts) < 2:
         return ""
     named = [
         f"{n} {side.title.replace(' transfer', '')} encoder{'s' if n != 1 else ''}"
-        for n, side in zip(counts, (a, b), strict=True)
+        for n, side in zip(counts, kinds, strict=True)
     ]
     return (
-        f" (of {named[0]} and {named[1]}; picked on these test images, so the larger field's best is favoured "
+        f" (of {_and(named)}; picked on these test images, so the larger field's best is favoured "
         "and the difference reads somewhat larger than it is)"
     )
 
 
 def _details(ctx: Context, pairings: list[Pairing]) -> str:
+    """How the encoders were picked and compared, for the pairings of one pair or of several."""
     tested = [p for p in pairings if p.compared]
     protocols = sorted({p.protocol for p in tested}, key=VERDICT_PROTOCOLS.index)
     scored = (
@@ -392,11 +420,12 @@ def _details(ctx: Context, pairings: list[Pairing]) -> str:
         else "the same test images"
     )
     seeds = sorted({p.seed for p in tested})
-    a, b = pairings[0].a, pairings[0].b
-    field_text = "".join(_field_text(ctx, protocol, a, b) for protocol in protocols[:1])
+    kinds = _kinds(pairings)
+    field_text = "".join(_field_text(ctx, protocol, kinds) for protocol in protocols[:1])
     names = " / ".join(PROTOCOL_NAMES.get(p, p).lower() for p in protocols) or "linear probe"
+    encoders = "the two encoders" if len(kinds) == 2 else "each pair's two encoders"
     return (
-        f"At each label fraction the two encoders are the best of each kind by {names} "
+        f"At each label fraction {encoders} are the best of each kind by {names} "
         f"{METRIC_WORDS[ctx.primary_metric]} at that fraction{field_text}, compared on {scored}, seed "
         f"{', '.join(map(str, seeds)) or '–'}; paired bootstrap with {ctx.n_bootstrap} resamples of the test "
         f"images, 95% CI, significance level {ALPHA}.{_floor_text(ctx)}"
@@ -418,23 +447,90 @@ def _answers(ctx: Context, pairings: list[Pairing]) -> list[Block]:
     return blocks + [_sentence(ctx, found) for found in pairings]
 
 
+def standing(kinds: list[Contender], pairings: list[Pairing]) -> tuple[str, str, str]:
+    """(who is best at one label fraction, the significant differences behind it, CSS kind) from the paired
+    tests of every pair of ``kinds`` there.
+
+    A kind is best when it is significantly better than every other kind; otherwise the kind ahead of the others
+    in every pair's difference scores highest, and the kinds it is not significantly above are named.
+    """
+    tested = [p for p in pairings if p.outcome is not None]
+    if not tested:
+        return "no verdict", "", "verdict-same"
+    compared = [c for c in kinds if any(c in (p.a, p.b) for p in tested)]
+    missing = (
+        [f"{_and([c.title for c in kinds if c not in compared])} not compared"]
+        if len(compared) < len(kinds)
+        else []
+    )
+    wins = [(p.a, p.b) if p.outcome == 1 else (p.b, p.a) for p in tested if p.outcome]
+    if not wins:
+        head = f"no significant difference between {_and([c.title for c in compared])}"
+        return head + _aside(missing), "", "verdict-same"
+    behind = {(p.b if p.difference > 0 else p.a).key for p in tested if p.difference != 0}
+    top = next((c for c in compared if c.key not in behind), None)
+    detail = "; " + "; ".join(f"{winner.title} is better than {loser.title}" for winner, loser in wins)
+    if top is None:
+        return "no kind is ahead in every pair" + _aside(missing), detail, "verdict-same"
+    below = [loser.title for winner, loser in wins if winner == top]
+    if len(below) == len(compared) - 1:
+        kind = "verdict-better" if top.key == "ssl" else "verdict-worse"
+        return f"{top.title} is best{_aside(missing)}", f": better than {_and(below)}", kind
+    level = [c.title for c in compared if c != top and c.title not in below]
+    aside = [f"not significantly above {_and(level, 'or')}", *missing]
+    return f"{top.title} scores highest{_aside(aside)}", detail, "verdict-same"
+
+
+def _aside(parts: list[str]) -> str:
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _pair_line(ctx: Context, found: Pairing) -> Paragraph:
+    if found.outcome is None or found.rows is None:
+        title = found.a.title[0].upper() + found.a.title[1:]
+        return Paragraph([Span(f"{title} vs {found.b.title}: no verdict: {found.why}.")], "pair-test")
+    return Paragraph([Span(_tested(ctx, found)[0])], "pair-test")
+
+
+def _threeway_answers(ctx: Context, kinds: list[Contender], pairs: list[list[Pairing]]) -> list[Block]:
+    """The summary of who is best over label fractions, then at each fraction who is best and every pair's
+    paired test."""
+    at_fraction = [list(found) for found in zip(*pairs, strict=True)]
+    standings = [standing(kinds, found) for found in at_fraction]
+    blocks: list[Block] = []
+    if len(at_fraction) > 1:
+        answers = [
+            (f[0].fraction, head, kind) for f, (head, _, kind) in zip(at_fraction, standings, strict=True)
+        ]
+        text, kind = changes(answers)
+        blocks.append(Paragraph([Span(text[0].upper() + text[1:])], kind))
+    for found, (head, detail, kind) in zip(at_fraction, standings, strict=True):
+        where = max(found, key=lambda p: bool(p.labelled)).where
+        blocks.append(Paragraph([Span(f"{where}: {head}{detail}.")], kind))
+        blocks += [_pair_line(ctx, p) for p in found]
+    return blocks
+
+
 def verdict_blocks(ctx: Context) -> list[Block]:
-    """Heading; per pair of contenders the summary over label fractions and the sentence at each fraction; the
-    budget of the picked SSL encoders; the primary metric; per pair the table of paired tests and its files."""
-    present = _present(ctx)
-    title = " vs ".join(c.title for c in (present if len(present) >= 2 else CONTENDERS))
-    blocks: list[Block] = [Heading(f"Verdict: {title}", 3)]
+    """Heading; the summary over label fractions and the answer at each fraction (with three kinds: who is best
+    and every pair's paired test); the budget of the picked SSL encoders; the primary metric; per pair the
+    table of paired tests and its files."""
+    present = kinds_present(ctx.table)
+    named = present if len(present) >= 2 else [c for c in CONTENDERS if c in present or c.key != "foundation"]
+    blocks: list[Block] = [Heading(f"Verdict: {' vs '.join(c.title for c in named)}", 3)]
     if len(present) < 2:
         return [*blocks, note(f"No verdict: {_why_none(ctx)}.")]
     pairs = [[pairing(ctx, table, a, b) for table in ctx.by_fraction] for a, b in combinations(present, 2)]
-    blocks += [block for pairings in pairs for block in _answers(ctx, pairings)]
-    blocks += _budget_blocks(ctx, [found for pairings in pairs for found in pairings])
+    blocks += _threeway_answers(ctx, present, pairs) if len(pairs) > 1 else _answers(ctx, pairs[0])
+    every = [found for pairings in pairs for found in pairings]
+    blocks += _budget_blocks(ctx, every)
     blocks += [Paragraph([Span(ONE_FRACTION)])] if len(ctx.by_fraction) == 1 else []
     blocks.append(Paragraph([Span(primary_metric_text(ctx))]))
     for pairings in pairs:
-        blocks += [
-            _table(ctx, pairings),
-            Paragraph([Span(_details(ctx, pairings))]),
-            provenance(ctx.run, *[name for found in pairings for name in found.files]),
-        ]
-    return blocks
+        blocks.append(_table(ctx, pairings))
+        blocks += [Paragraph([Span(_details(ctx, pairings))])] if len(pairs) == 1 else []
+        files = [name for found in pairings for name in found.files]
+        blocks.append(
+            provenance(ctx.run, *(files or ["results.csv"]))
+        )  # no test: its reasons come from there
+    return blocks + ([Paragraph([Span(_details(ctx, every))])] if len(pairs) > 1 else [])

@@ -4,6 +4,7 @@ foundation model as one."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -52,16 +53,49 @@ def test_the_preflight_lists_missing_weights_and_sizes_the_models_cannot_take(
     assert not (tmp_path / "run").exists()
 
 
-def test_a_study_with_timm_and_hf_baselines_runs_and_reports_them(
+PAIR_LINE = re.compile(
+    r"^(No significant difference between (?P<tie_a>.+?) and (?P<tie_b>.+?): [+−]\d+\.\d points of accuracy, "
+    r"p[=<][\d.]+\.|(?P<winner>.+?) is better than (?P<loser>.+?) by \+?\d+\.\d points of accuracy, p[=<][\d.]+\."
+    r"|(?P<kind_a>.+?) vs (?P<kind_b>.+?): no verdict: .+\.)$"
+)
+NAMES = {  # how the verdict names the best encoder of each kind, or (no verdict) the kind
+    "ssl": ("in-domain SSL (SimCLR, vit_tiny_p4, random init)", "in-domain SSL"),
+    "imagenet": ("ImageNet frozen (test_vit)", "ImageNet transfer"),
+    "foundation": ("frozen foundation model (dinov2, hf)", "foundation model"),
+}
+
+
+def _pair(line: str) -> set[str]:
+    """The kinds a paired-test line of the three-way verdict compares."""
+    found = PAIR_LINE.match(line)
+    assert found, line
+    named = {name.lower() for name in found.groupdict().values() if name}
+    return {kind for kind, spellings in NAMES.items() if named & {s.lower() for s in spellings}}
+
+
+def test_a_study_with_timm_and_hf_baselines_runs_and_reports_the_three_way_verdict(
     tmp_path: Path, pixel_cache: Path, timm_files: TimmFiles, hf_folders: dict[str, Path]
 ) -> None:
     baselines = [f"timm:{TIMM_NAME}@{timm_files.file('.safetensors')}", f"hf:{hf_folders['dinov2']}"]
-    run = run_study(study(pixel_cache, baselines=baselines), tmp_path / "run", show_progress=False)
+    evaluation = {"protocols": ["knn"], "k": 10, "n_bootstrap": 100, "label_fractions": [0.5, 1.0]}
+    config = study(pixel_cache, baselines=baselines, evaluation=evaluation)
+    run = run_study(config, tmp_path / "run", show_progress=False)
     report = (run / "report.md").read_text().replace("\\_", "_")  # Markdown escapes underscores
     assert "| Foundation model (dinov2, hf) `hf-dinov2` |" in report
     assert "| ImageNet (test_vit, timm) `timm-test_vit.r160_in1k-weights` |" in report
     assert "SimCLR (vit_tiny_p4)" in report
     assert (run / "tiny" / "eval" / "hf-dinov2" / "encoder.json").is_file()
+    verdict = report.split("### Verdict: in-domain SSL vs ImageNet transfer vs foundation model\n", 1)[1]
+    lines = [line for line in verdict.split("\n### ", 1)[0].splitlines() if line]
+    assert lines[0].startswith("> The answer ")  # where the answer changes with the number of labels
+    for fraction in ("50 %", "100 %"):
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"> At {fraction} labels ("))
+        assert re.match(
+            r"> At .+?: (.+ is best|.+ scores highest|no significant difference|no verdict)", lines[at]
+        )
+        pairs = [_pair(line) for line in lines[at + 1 : at + 4]]
+        assert pairs == [{"ssl", "imagenet"}, {"ssl", "foundation"}, {"imagenet", "foundation"}]
+    assert "label-efficiency-kinds.png" in report  # the best of each kind against the label fraction
 
 
 def test_the_shipped_foundation_study_is_valid_and_its_models_are_classed() -> None:

@@ -1,8 +1,9 @@
 """Build a small but real benchmark run directory (used by conftest.py, once per test session).
 
-Features come from real encoders (random ResNet-18s, ImageNet EfficientNet-Lite0, downsampled pixels, and a
-collapsed constant encoder); kNN / logistic-regression / MLP probes are fitted with scikit-learn and every
-metric in results.csv is computed from their predictions. Only history.csv follows a fixed formula.
+Features come from real encoders (random ResNet-18s, ImageNet EfficientNet-Lite0, nuclei statistics for a 'good'
+SSL encoder and a darkness histogram for a frozen foundation model, and a collapsed constant encoder); kNN /
+logistic-regression / MLP probes are fitted with scikit-learn and every metric in results.csv is computed from
+their predictions. Only history.csv follows a fixed formula.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from medssl.rundir.split import SPLIT, read_split_rows, write_split_rows
 
 WEIRD_CLASS = '<b>&"x"'
 DOLLAR_CLASS = "cost $5 <i>"
+FOUNDATION = "hf-rad-dino"
+"""A frozen foundation model's encoder id, as ``hf:microsoft/rad-dino`` writes it (a darkness histogram here)."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,8 @@ PLANS = (
         "tissue3",
         100,
         3,
-        ("vicreg-resnet18-random", "imagenet-efficientnet_lite0", "random-resnet18"),
-        (1.0,),
+        ("vicreg-resnet18-random", "imagenet-efficientnet_lite0", FOUNDATION, "random-resnet18"),
+        (1.0, 0.5),
         (0,),
         {0: DOLLAR_CLASS},
         False,
@@ -96,6 +99,9 @@ def _features(encoder_id: str, images: np.ndarray) -> np.ndarray:
         return np.column_stack([hist, *gradients, mask.mean((1, 2)), edges / (mask.sum((1, 2)) + 1)])
     if encoder_id.startswith("simsiam"):  # a collapsed encoder: the same vector for every image
         return np.ones((len(images), 32), np.float32)
+    if encoder_id == FOUNDATION:  # a weaker 'good' encoder: the darkness histogram alone
+        dark = 1 - images.astype(np.float32).mean(-1) / 255
+        return np.stack([np.histogram(d, bins=12, range=(0, 1))[0] for d in dark]) / dark[0].size
     if encoder_id.startswith("imagenet"):
         encoder = build_encoder("efficientnet_lite0", "imagenet")
     else:
@@ -143,12 +149,15 @@ def _evaluate(plan, root, encoder_id, features, labels, split, protocol, fractio
     acc_low, acc_high, auc_low, auc_high = _bootstrap_ci(y, prob, seed)
     method, _, rest = encoder_id.partition("-")
     backbone = rest.split("-")[0] if method not in ("imagenet", "random") else rest
+    init = "imagenet" if method == "imagenet" else "random"
+    if encoder_id == FOUNDATION:  # what an hf: spec writes: its kind, where its weights came from
+        method, backbone, init = "foundation", "RAD-DINO", "hf"
     return {
         "dataset": plan.name,
         "encoder": encoder_id,
         "method": "supervised" if method == "random" and protocol == "finetune" else method,
         "backbone": backbone,
-        "init": "imagenet" if method == "imagenet" else "random",
+        "init": init,
         "protocol": protocol,
         "label_fraction": fraction,
         "seed": seed,
