@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medssl.data.decode import BadImageError, decode_image, is_gray, resize
+from medssl.data.decode import BadImageError, decode_image, is_gray, needs_intensity, resize
+from medssl.data.intensity import IntensityConfig
 from medssl.data.types import ImageRecord, ImageTable
 from medssl.errors import DataError
 from medssl.rundir.atomic import atomic_write, write_text
@@ -34,46 +35,62 @@ class Pixels:
     """Indices of the table records that decoded (all of them unless bad images were skipped)."""
     fingerprint: str
     skipped: list[str] = field(default_factory=list)
+    blank: list[str] = field(default_factory=list)
+    """Refs of images with one value everywhere (a broken export or an empty scan): flagged, still used."""
 
     @property
     def channels(self) -> int:
         return int(self.images.shape[-1])
 
 
-def _file_digest(path: Path) -> bytes:
+def _file_digest(path: Path) -> tuple[bytes, bool]:
+    """The file's content hash, and whether its pixels depend on the intensity settings."""
     try:
-        return hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
+        data = path.read_bytes()
     except OSError:
-        return b"unreadable"
+        return b"unreadable", False
+    return hashlib.blake2b(data, digest_size=16).digest(), needs_intensity(path, data)
 
 
-def table_fingerprint(table: ImageTable, image_size: int, workers: int = 8) -> str:
-    """A key over the source, the working size and every file's contents (or the generator's identity)."""
+def table_fingerprint(
+    table: ImageTable, image_size: int, intensity: IntensityConfig | None = None, workers: int = 8
+) -> str:
+    """A key over the source, the working size, every file's contents (or the generator's identity) and,
+    where a file is DICOM or wider than 8 bits, the intensity settings (8-bit data keeps its key)."""
     digest = hashlib.blake2b(digest_size=12)
     digest.update(f"{CACHE_VERSION}|{table.layout}|{image_size}|{table.identity}|{table.classes}".encode())
     for record in table.records:
         digest.update(f"|{record.ref}:{record.label}".encode())
     if table.reader is None:
+        dependent = False
         with ThreadPoolExecutor(workers) as pool:
-            for file_digest in pool.map(_file_digest, (table.path(r) for r in table.records)):
+            for file_digest, needs in pool.map(_file_digest, (table.path(r) for r in table.records)):
                 digest.update(file_digest)
+                dependent |= needs
+        if dependent:
+            digest.update(f"|intensity:{(intensity or IntensityConfig()).key()}".encode())
     return digest.hexdigest()
 
 
-def _decode_one(table: ImageTable, record: ImageRecord, size: int) -> np.ndarray:
-    array = table.reader(record) if table.reader is not None else decode_image(table.path(record))
-    return resize(array, size)
+def _decode_one(table: ImageTable, record: ImageRecord, size: int, intensity: IntensityConfig) -> np.ndarray:
+    if table.reader is not None:
+        return resize(table.reader(record), size)
+    return resize(decode_image(table.path(record), intensity), size)
 
 
 def _decode_all(
-    table: ImageTable, size: int, skip_bad: bool, progress: Callable[[int, int], None] | None
+    table: ImageTable,
+    size: int,
+    skip_bad: bool,
+    progress: Callable[[int, int], None] | None,
+    intensity: IntensityConfig,
 ) -> tuple[list[np.ndarray | None], list[str]]:
     arrays: list[np.ndarray | None] = []
     bad: list[str] = []
 
     def attempt(record: ImageRecord) -> np.ndarray | BadImageError:
         try:
-            return _decode_one(table, record, size)
+            return _decode_one(table, record, size, intensity)
         except BadImageError as error:
             return error
 
@@ -120,13 +137,23 @@ def _read_cache(path: Path, meta_path: Path, fingerprint: str) -> Pixels | None:
         meta = json.loads(meta_path.read_text())
         images = np.load(path, mmap_mode="r")
         kept, skipped = np.array(meta["kept"], dtype=np.int64), list(meta["skipped"])
+        blank = list(meta.get("blank", []))
         if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(kept):
             raise ValueError("shape does not match its metadata")
     except (OSError, ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)
         meta_path.unlink(missing_ok=True)
         return None
-    return Pixels(images, kept, fingerprint, skipped)
+    return Pixels(images, kept, fingerprint, skipped, blank)
+
+
+def blank_refs(table: ImageTable, arrays: list[np.ndarray | None]) -> list[str]:
+    """Refs of the decoded images that hold one value everywhere."""
+    return [
+        record.ref
+        for record, array in zip(table.records, arrays, strict=True)
+        if array is not None and array.min() == array.max()
+    ]
 
 
 def load_pixels(
@@ -135,11 +162,16 @@ def load_pixels(
     cache_dir: Path | None = None,
     skip_bad: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    intensity: IntensityConfig | None = None,
 ) -> Pixels:
-    """Pixels of ``table`` at ``image_size``: from the cache when present, else decoded and cached."""
+    """Pixels of ``table`` at ``image_size``: from the cache when present, else decoded and cached.
+
+    ``intensity`` says how DICOM and 16-bit images become 0-255 (default ``IntensityConfig()``).
+    """
     if not table.records:
         raise DataError(f"{table.root}: no images found; check the path and layout")
-    fingerprint = table_fingerprint(table, image_size)
+    intensity = intensity or IntensityConfig()
+    fingerprint = table_fingerprint(table, image_size, intensity)
     path = (cache_dir or default_cache_dir()) / f"{table.layout}-{image_size}px-{fingerprint}.npy"
     meta_path = path.with_suffix(".json")
     cached = _read_cache(path, meta_path, fingerprint)
@@ -147,12 +179,14 @@ def load_pixels(
         if cached.skipped and not skip_bad:
             raise BadImageError(cached.skipped[0])
         return cached
-    arrays, bad = _decode_all(table, image_size, skip_bad, progress)
+    arrays, bad = _decode_all(table, image_size, skip_bad, progress, intensity)
     images, kept = _stack(arrays, image_size)
+    blank = blank_refs(table, arrays)
+    meta = {"kept": kept.tolist(), "skipped": bad, "blank": blank, "layout": table.layout}
     try:
-        _write_atomic(path, images, {"kept": kept.tolist(), "skipped": bad, "layout": table.layout})
+        _write_atomic(path, images, meta)
     except OSError as error:
         raise DataError(
             f"{path.parent}: cannot write the pixel cache ({error}); set MEDSSL_CACHE to a writable folder"
         ) from None
-    return Pixels(np.load(path, mmap_mode="r"), kept, fingerprint, bad)
+    return Pixels(np.load(path, mmap_mode="r"), kept, fingerprint, bad, blank)

@@ -3,7 +3,9 @@
 Ids come from a source's built-in parser (chest X-ray and BreaKHis patients, Kather 2016 slides), from a
 CSV manifest's ``group`` (or ``patient``) column, or from a user's ``group_pattern``: a regular expression
 searched in each image's path relative to the dataset root, whose first capture group (or whole match,
-when it has none) is the id. Images without an id are each a group of their own.
+when it has none) is the id. Where none of these gives any, DICOM headers do (``header_groups``): the
+PatientID, else the StudyInstanceUID, written as a pseudonym. Images without an id are each a group of
+their own.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import numpy as np
 
+from medssl.data.decode import is_dicom
 from medssl.data.types import ImageTable
 from medssl.errors import DataError
 
@@ -100,6 +104,35 @@ def apply_group_pattern(table: ImageTable, text: str, kind: str | None = None) -
             stacklevel=2,
         )
     return dataclasses.replace(table, records=records, group_kind=parser.kind)
+
+
+def header_groups(table: ImageTable) -> ImageTable:
+    """A table of files with no groups gets each DICOM image's patient from its header: the PatientID, else
+    the StudyInstanceUID, as a pseudonym (``patient-0007``, ``study-0003``) numbered by the first image of
+    each in the table's order, so reruns on the same files split alike. The ids never leave this function."""
+    if table.reader is not None or table.has_groups:
+        return table
+    paths = [table.path(record) for record in table.records]
+    dicom = [i for i, path in enumerate(paths) if is_dicom(path)]
+    if not dicom:
+        return table
+    from medssl.data.dicom import group_key, pseudonyms  # pydicom is imported only for DICOM data
+
+    with ThreadPoolExecutor(4) as pool:
+        keys = list(pool.map(group_key, (paths[i] for i in dicom)))
+    if not any(keys):
+        return table
+    missing = [table.records[i].ref for i, key in zip(dicom, keys, strict=True) if key is None]
+    if missing:
+        warnings.warn(
+            f"{table.root}: {len(missing):,} of {len(dicom):,} DICOM files have neither PatientID nor "
+            f"StudyInstanceUID, or are unreadable (e.g. {examples(missing)}); each of those images is a group of its own",
+            stacklevel=2,
+        )
+    group_of = dict(zip(dicom, pseudonyms(keys), strict=True))
+    records = [dataclasses.replace(r, group=group_of.get(i)) for i, r in enumerate(table.records)]
+    kind = "patient" if any(key and key[0] == "patient" for key in keys) else "study"
+    return dataclasses.replace(table, records=records, group_kind=kind)
 
 
 def rename_kind(table: ImageTable, kind: str | None) -> ImageTable:
