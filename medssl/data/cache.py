@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from medssl.data.decode import BadImageError, decode_image, is_gray, needs_intensity, resize
+from medssl.data.decode import BadImageError, decode_image, is_dicom, is_gray, needs_intensity, resize
 from medssl.data.intensity import IntensityConfig
-from medssl.data.types import ImageRecord, ImageTable
+from medssl.data.types import ImageTable
+from medssl.data.workers import file_map
 from medssl.errors import DataError
 from medssl.rundir.atomic import atomic_write, write_text
 
@@ -72,10 +74,25 @@ def table_fingerprint(
     return digest.hexdigest()
 
 
-def _decode_one(table: ImageTable, record: ImageRecord, size: int, intensity: IntensityConfig) -> np.ndarray:
+def _decode_file(path: Path, size: int, intensity: IntensityConfig) -> np.ndarray | BadImageError:
+    """One file at ``size``, or the error naming it (returned: this runs in worker processes too)."""
+    try:
+        return resize(decode_image(path, intensity), size)
+    except BadImageError as error:
+        return error
+
+
+def _decoded(
+    table: ImageTable, size: int, intensity: IntensityConfig
+) -> Iterator[np.ndarray | BadImageError]:
+    """Every record decoded at ``size``, in order: DICOM in processes (pydicom holds the GIL), else threads."""
+    threads = max(2, os.cpu_count() or 2)
     if table.reader is not None:
-        return resize(table.reader(record), size)
-    return resize(decode_image(table.path(record), intensity), size)
+        reader = table.reader
+        return file_map(lambda record: resize(reader(record), size), table.records, threads)
+    paths = [table.path(r) for r in table.records]
+    decode = functools.partial(_decode_file, size=size, intensity=intensity)
+    return file_map(decode, paths, threads, holds_gil=any(map(is_dicom, paths)))
 
 
 def _decode_all(
@@ -87,22 +104,14 @@ def _decode_all(
 ) -> tuple[list[np.ndarray | None], list[str]]:
     arrays: list[np.ndarray | None] = []
     bad: list[str] = []
-
-    def attempt(record: ImageRecord) -> np.ndarray | BadImageError:
-        try:
-            return _decode_one(table, record, size, intensity)
-        except BadImageError as error:
-            return error
-
-    with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
-        for done, result in enumerate(pool.map(attempt, table.records), start=1):
-            if isinstance(result, BadImageError):
-                bad.append(str(result))
-                arrays.append(None)
-            else:
-                arrays.append(result)
-            if progress and (done % 256 == 0 or done == len(table.records)):
-                progress(done, len(table.records))
+    for done, result in enumerate(_decoded(table, size, intensity), start=1):
+        if isinstance(result, BadImageError):
+            bad.append(str(result))
+            arrays.append(None)
+        else:
+            arrays.append(result)
+        if progress and (done % 256 == 0 or done == len(table.records)):
+            progress(done, len(table.records))
     if bad and not skip_bad:
         more = f" (and {len(bad) - 1} more bad images)" if len(bad) > 1 else ""
         raise BadImageError(bad[0] + more)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,7 +137,7 @@ def stored_values(ds: Dataset, where: Path) -> np.ndarray:
     if syntax.is_compressed and not get_decoder(syntax).is_available:
         raise _undecodable(ds, where, "no decoder installed")
     try:
-        return ds.pixel_array
+        return get_decoder(syntax).as_array(ds)[0]  # (pixels, metadata); what ds.pixel_array calls
     except RuntimeError as error:  # every installed plugin failed: unsupported variant or corrupt stream
         if syntax.is_compressed:
             raise _undecodable(ds, where, str(error).splitlines()[-1].strip()) from None
@@ -147,20 +147,28 @@ def stored_values(ds: Dataset, where: Path) -> np.ndarray:
         raise BadImageError(f"{where}: unreadable or truncated DICOM pixel data ({reason}); {FIX}") from None
 
 
-def _window_range(ds: Dataset) -> tuple[float, float]:
-    """The output range of pydicom's windowing for ``ds``: what it gives far below and far above the window."""
-    extremes = np.array([-np.finfo(np.float64).max, np.finfo(np.float64).max])
-    with np.errstate(over="ignore"):
-        low, high = apply_windowing(extremes, ds)
-    return float(low), float(high)
+EXTREMES = np.array([-(2**62), 2**62], dtype=np.int64)
+"""Appended to the values of a VOI call: what the VOI gives far below and far above any window is its output
+range (a window's y_min and y_max), found in the same call."""
 
 
-def _voi_range(ds: Dataset, out: np.ndarray) -> tuple[float, float]:
-    """The output range of the VOI step just applied: a LUT's bit depth (integer output) or the window's."""
-    if np.issubdtype(out.dtype, np.integer):
-        depth = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        return 0.0, float(2**depth - 1)
-    return _window_range(ds)
+def _voi(
+    apply: Callable[[np.ndarray, Dataset], np.ndarray], values: np.ndarray, ds: Dataset
+) -> np.ndarray | None:
+    """``apply`` (pydicom's ``apply_voi_lut`` or ``apply_windowing``) mapped to [0, 1] by its output range;
+    None when the file has no VOI (pydicom then returns its input unchanged)."""
+    if ds.get("VOILUTSequence") and not np.issubdtype(values.dtype, np.integer):
+        values = np.rint(values).astype(np.int64)  # a VOI LUT indexes integer modality values
+    probe = np.concatenate([values.ravel(), EXTREMES])  # int64 or float64: the extremes fit
+    with np.errstate(over="ignore"):  # a SIGMOID window's exp() at the extremes
+        out = apply(probe, ds)
+    if out is probe:
+        return None
+    if np.issubdtype(out.dtype, np.integer):  # a VOI LUT: its output range is its bit depth
+        low, high = 0.0, float(2 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+    else:
+        low, high = float(out[-2]), float(out[-1])
+    return _unit(out[:-2].reshape(values.shape), low, high)
 
 
 def stored_range(ds: Dataset) -> tuple[float, float]:
@@ -174,7 +182,9 @@ def stored_range(ds: Dataset) -> tuple[float, float]:
 
 def _unit(values: np.ndarray, low: float, high: float) -> np.ndarray:
     """``values`` with ``low`` → 0 and ``high`` → 1, clipped (``low > high`` inverts, as a negative slope does)."""
-    return np.clip((np.asarray(values, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
+    unit = np.subtract(values, low, dtype=np.float64)
+    unit /= high - low
+    return np.clip(unit, 0.0, 1.0, out=unit)
 
 
 def to_unit(values: np.ndarray, ds: Dataset, intensity: IntensityConfig) -> np.ndarray:
@@ -185,13 +195,9 @@ def to_unit(values: np.ndarray, ds: Dataset, intensity: IntensityConfig) -> np.n
             if keyword in ds:
                 delattr(ds, keyword)
         ds.WindowCenter, ds.WindowWidth = intensity.center, intensity.width
-        return _unit(apply_windowing(values, ds), *_window_range(ds))
-    if intensity.window == "file":
-        if ds.get("VOILUTSequence") and not np.issubdtype(values.dtype, np.integer):
-            values = np.rint(values).astype(np.int64)  # a VOI LUT indexes integer modality values
-        out = apply_voi_lut(values, ds)
-        if out is not values:  # pydicom returns its input unchanged when the file has no VOI
-            return _unit(out, *_voi_range(ds, out))
+        return _voi(apply_windowing, values, ds)
+    if intensity.window == "file" and (unit := _voi(apply_voi_lut, values, ds)) is not None:
+        return unit
     low, high = np.percentile(values, intensity.percentiles)
     if high <= low:  # one value everywhere: place it within the full range instead of making it black
         low, high = stored_range(ds)
@@ -199,7 +205,8 @@ def to_unit(values: np.ndarray, ds: Dataset, intensity: IntensityConfig) -> np.n
 
 
 def to_uint8(unit: np.ndarray) -> np.ndarray:
-    return np.rint(unit * 255.0).astype(np.uint8)
+    unit *= 255.0
+    return np.rint(unit, out=unit).astype(np.uint8)
 
 
 def monochrome(values: np.ndarray, intensity: IntensityConfig, bits: int = 16) -> np.ndarray:

@@ -15,7 +15,6 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from medssl.data.decode import is_dicom
 from medssl.data.types import ImageTable
+from medssl.data.workers import file_map
 from medssl.errors import DataError
 
 GROUP_KINDS = ("patient", "slide", "study", "site", "group")
@@ -118,8 +118,7 @@ def header_groups(table: ImageTable) -> ImageTable:
         return table
     from medssl.data.dicom import group_key, pseudonyms  # pydicom is imported only for DICOM data
 
-    with ThreadPoolExecutor(4) as pool:
-        keys = list(pool.map(group_key, (paths[i] for i in dicom)))
+    keys = list(file_map(group_key, [paths[i] for i in dicom], threads=4, holds_gil=True))
     if not any(keys):
         return table
     missing = [table.records[i].ref for i, key in zip(dicom, keys, strict=True) if key is None]

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from medssl.data import prepare_data
+from medssl.data import DataConfig, prepare_data, workers
 from medssl.data.cache import table_fingerprint
 from medssl.data.decode import BadImageError, decode_image
 from medssl.data.intensity import IntensityConfig
@@ -202,3 +202,19 @@ def test_fixed_window_needs_centre_and_width() -> None:
         IntensityConfig(center=40, width=400)
     with pytest.raises(ValueError, match="percentiles"):
         IntensityConfig(percentiles=(99, 1))
+
+
+@pytest.mark.skipif(not workers._use_processes(10**6), reason="worker processes are forked on Linux only")
+def test_worker_processes_decode_and_group_like_threads(tmp_path: Path, cache_config, monkeypatch) -> None:
+    """Many DICOM files are parsed in forked processes (pydicom holds the GIL); the result is the same."""
+    root = make_dicom_folder(
+        tmp_path / "d", {"a": 8, "b": 8}, per_patient=2, photometrics=("MONOCHROME1", "MONOCHROME2")
+    )
+    threads = prepare_data(cache_config(root, image_size=16))
+    monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 2)
+    assert workers._use_processes(16)
+    processes = prepare_data(
+        DataConfig(path=str(root), image_size=16, cache_dir=str(tmp_path / "other-cache"))
+    )
+    np.testing.assert_array_equal(processes.images, threads.images)
+    assert processes.table.groups == threads.table.groups
