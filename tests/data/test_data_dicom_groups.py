@@ -114,3 +114,22 @@ def test_an_export_with_suffixless_files_inspects_and_prepares(
         "problems   none found" in inspect_dataset(root, grid_path=tmp_path / "g.png", folds=None).to_text()
     )
     assert prepare_data(cache_config(root, image_size=16)).images.shape == (18, 16, 16, 1)
+
+
+def test_a_csv_manifest_of_dicom_files_gets_header_patients(tmp_path: Path) -> None:
+    rows = ["path,label"]
+    for i, patient in enumerate([4, 4, 5, 6, 6, 7]):
+        name = f"scans/S{i:03d}" + (".dcm" if i % 2 else "")  # half without a suffix
+        write(tmp_path / name, dataset(ramp(i), patient=patient))
+        rows.append(f"{name},{'ab'[i % 2]}")
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    table = read_table(DataConfig(path=str(tmp_path / "manifest.csv")))
+    assert table.layout == "csv" and table.group_kind == "patient"
+    assert table.groups == [
+        "patient-0001",
+        "patient-0001",
+        "patient-0002",
+        "patient-0003",
+        "patient-0003",
+        "patient-0004",
+    ]
