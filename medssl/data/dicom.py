@@ -22,8 +22,13 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, apply_windowing
-from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels import (
+    apply_color_lut,
+    apply_modality_lut,
+    apply_voi_lut,
+    apply_windowing,
+    get_decoder,
+)
 from pydicom.uid import UID
 
 from medssl.data.decode import FIX, BadImageError, pixel_limit
@@ -57,10 +62,9 @@ Lossless and 12-bit JPEG Extended need python-gdcm (the default)."""
 STANDARD_DECODER = "python-gdcm"
 
 
-def read(source: Path | bytes, pixels: bool = True) -> Dataset:
-    """The technical elements and group ids of a DICOM file (``pixels=False``: without pixel data)."""
-    where = source if isinstance(source, Path) else io.BytesIO(source)
-    return dcmread(where, specific_tags=_TAGS, stop_before_pixels=not pixels)
+def read(source: Path | bytes) -> Dataset:
+    """The technical elements, pixel data and group ids of a DICOM file (nothing else is parsed)."""
+    return dcmread(source if isinstance(source, Path) else io.BytesIO(source), specific_tags=_TAGS)
 
 
 def raw_id(ds: Dataset, keyword: str) -> bytes | None:
@@ -134,10 +138,14 @@ def stored_values(ds: Dataset, where: Path) -> np.ndarray:
     """The stored pixel values (sign and BitsStored respected; YBR as RGB), or a ``BadImageError``."""
     _refuse_non_images(ds, where)
     syntax = UID(ds.file_meta.get("TransferSyntaxUID") or "")
-    if syntax.is_compressed and not get_decoder(syntax).is_available:
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:  # a private or retired transfer syntax
+        raise _undecodable(ds, where, "pydicom has no decoder for it") from None
+    if syntax.is_compressed and not decoder.is_available:
         raise _undecodable(ds, where, "no decoder installed")
     try:
-        return get_decoder(syntax).as_array(ds)[0]  # (pixels, metadata); what ds.pixel_array calls
+        return decoder.as_array(ds)[0]  # (pixels, metadata): what Dataset.pixel_array calls
     except RuntimeError as error:  # every installed plugin failed: unsupported variant or corrupt stream
         if syntax.is_compressed:
             raise _undecodable(ds, where, str(error).splitlines()[-1].strip()) from None
