@@ -9,6 +9,7 @@ add a block of technical values (patients and studies are counted, never shown).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
@@ -16,7 +17,6 @@ import time
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +46,7 @@ from medssl.data.sources._files import lenient
 from medssl.data.sources.synthetic import load_synthetic
 from medssl.data.splits import MIN_CLASS_IMAGES
 from medssl.data.types import SPLITS, ImageTable
+from medssl.data.workers import file_map
 from medssl.errors import DataError
 
 if TYPE_CHECKING:
@@ -253,11 +254,11 @@ def check_file(path: Path, intensity: IntensityConfig | None = None) -> FileChec
 
 
 def _check_files(table: ImageTable, intensity: IntensityConfig) -> list[FileCheck]:
+    paths = [table.path(r) for r in table.records]
+    check = functools.partial(check_file, intensity=intensity)
     with warnings.catch_warnings():  # once around the pool: the filter list is global, not per thread
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with ThreadPoolExecutor(8) as pool:
-            paths = (table.path(r) for r in table.records)
-            checks = list(pool.map(lambda path: check_file(path, intensity), paths))
+        checks = list(file_map(check, paths, threads=8, holds_gil=any(map(is_dicom, paths))))
     for record, check in zip(table.records, checks, strict=True):
         if check.suspect:
             try:

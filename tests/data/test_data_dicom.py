@@ -17,6 +17,7 @@ from pydicom.uid import JPEG2000Lossless, RLELossless
 from medssl.data import DataConfig, prepare_data, workers
 from medssl.data.cache import table_fingerprint
 from medssl.data.decode import BadImageError, decode_image
+from medssl.data.inspect import inspect_dataset
 from medssl.data.intensity import IntensityConfig
 from medssl.data.sources import load_table
 from medssl.errors import DataError
@@ -206,11 +207,12 @@ def test_fixed_window_needs_centre_and_width() -> None:
 
 @pytest.mark.skipif(not workers._use_processes(10**6), reason="worker processes are forked on Linux only")
 def test_worker_processes_decode_and_group_like_threads(tmp_path: Path, cache_config, monkeypatch) -> None:
-    """Many DICOM files are parsed in forked processes (pydicom holds the GIL); the result is the same."""
+    """Many DICOM files are parsed in forked processes (pydicom holds the GIL); the results are the same."""
     root = make_dicom_folder(
         tmp_path / "d", {"a": 8, "b": 8}, per_patient=2, photometrics=("MONOCHROME1", "MONOCHROME2")
     )
     threads = prepare_data(cache_config(root, image_size=16))
+    inspected = inspect_dataset(root, grid_path=tmp_path / "grid.png")
     monkeypatch.setattr(workers, "PROCESS_MIN_FILES", 2)
     assert workers._use_processes(16)
     processes = prepare_data(
@@ -218,3 +220,9 @@ def test_worker_processes_decode_and_group_like_threads(tmp_path: Path, cache_co
     )
     np.testing.assert_array_equal(processes.images, threads.images)
     assert processes.table.groups == threads.table.groups
+    again = inspect_dataset(root, grid_path=tmp_path / "grid.png")
+    assert (again.dicom, again.problems, again.modes) == (
+        inspected.dicom,
+        inspected.problems,
+        inspected.modes,
+    )
