@@ -10,15 +10,20 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medssl.data.decode import BadImageError, decode_image, is_dicom, is_gray, needs_intensity, resize
+from medssl.data.groups import HeaderGroups
 from medssl.data.intensity import IntensityConfig
 from medssl.data.types import ImageTable
 from medssl.data.workers import file_map
 from medssl.errors import DataError
 from medssl.rundir.atomic import atomic_write, write_text
+
+if TYPE_CHECKING:
+    from medssl.data.dicom import GroupKey
 
 CACHE_VERSION = "pixels-v1"
 
@@ -39,6 +44,9 @@ class Pixels:
     skipped: list[str] = field(default_factory=list)
     blank: list[str] = field(default_factory=list)
     """Refs of images with one value everywhere (a broken export or an empty scan): flagged, still used."""
+    header_groups: HeaderGroups | None = None
+    """The DICOM records' patients as pseudonyms, read while decoding (kept in the cache, ids never); None
+    for a cache written before medssl kept them."""
 
     @property
     def channels(self) -> int:
@@ -74,25 +82,41 @@ def table_fingerprint(
     return digest.hexdigest()
 
 
-def _decode_file(path: Path, size: int, intensity: IntensityConfig) -> np.ndarray | BadImageError:
-    """One file at ``size``, or the error naming it (returned: this runs in worker processes too)."""
+Decoded = tuple["np.ndarray | BadImageError", "GroupKey | None", bool]
+"""A file at the working size (or the error naming it), its DICOM group key, and whether it is DICOM."""
+
+
+def _decode_file(path: Path, size: int, intensity: IntensityConfig) -> Decoded:
+    """Returned, never raised: this runs in worker processes too. A DICOM file is read once for its pixels
+    and its patient."""
+    if is_dicom(path):
+        from medssl.data.dicom import decode_with_key  # pydicom is imported only for DICOM data
+
+        result, key = decode_with_key(path, intensity)
+        return (resize(result, size) if isinstance(result, np.ndarray) else result), key, True
     try:
-        return resize(decode_image(path, intensity), size)
+        return resize(decode_image(path, intensity), size), None, False
     except BadImageError as error:
-        return error
+        return error, None, False
 
 
-def _decoded(
-    table: ImageTable, size: int, intensity: IntensityConfig
-) -> Iterator[np.ndarray | BadImageError]:
+def _decoded(table: ImageTable, size: int, intensity: IntensityConfig) -> Iterator[Decoded]:
     """Every record decoded at ``size``, in order: DICOM in processes (pydicom holds the GIL), else threads."""
     threads = max(2, os.cpu_count() or 2)
     if table.reader is not None:
         reader = table.reader
-        return file_map(lambda record: resize(reader(record), size), table.records, threads)
+        return file_map(lambda record: (resize(reader(record), size), None, False), table.records, threads)
     paths = [table.path(r) for r in table.records]
     decode = functools.partial(_decode_file, size=size, intensity=intensity)
     return file_map(decode, paths, threads, holds_gil=any(map(is_dicom, paths)))
+
+
+def _pseudonyms(keys: dict[int, GroupKey | None]) -> HeaderGroups:
+    if not keys:
+        return {}
+    from medssl.data.dicom import pseudonyms
+
+    return dict(zip(keys, pseudonyms(keys.values()), strict=True))
 
 
 def _decode_all(
@@ -101,21 +125,26 @@ def _decode_all(
     skip_bad: bool,
     progress: Callable[[int, int], None] | None,
     intensity: IntensityConfig,
-) -> tuple[list[np.ndarray | None], list[str]]:
+) -> tuple[list[np.ndarray | None], list[str], HeaderGroups]:
+    """The arrays (None where bad), the bad files' messages, and the DICOM records' header pseudonyms."""
     arrays: list[np.ndarray | None] = []
     bad: list[str] = []
-    for done, result in enumerate(_decoded(table, size, intensity), start=1):
+    keys: dict[int, GroupKey | None] = {}
+    for index, (result, key, dicom) in enumerate(_decoded(table, size, intensity)):
+        if dicom:
+            keys[index] = key
         if isinstance(result, BadImageError):
             bad.append(str(result))
             arrays.append(None)
         else:
             arrays.append(result)
+        done = index + 1
         if progress and (done % 256 == 0 or done == len(table.records)):
             progress(done, len(table.records))
     if bad and not skip_bad:
         more = f" (and {len(bad) - 1} more bad images)" if len(bad) > 1 else ""
         raise BadImageError(bad[0] + more)
-    return arrays, bad
+    return arrays, bad, _pseudonyms(keys)
 
 
 def _stack(arrays: list[np.ndarray | None], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,13 +176,15 @@ def _read_cache(path: Path, meta_path: Path, fingerprint: str) -> Pixels | None:
         images = np.load(path, mmap_mode="r")
         kept, skipped = np.array(meta["kept"], dtype=np.int64), list(meta["skipped"])
         blank = list(meta.get("blank", []))
+        stored = meta.get("header_groups")
+        header_groups = {int(i): group for i, group in stored.items()} if stored is not None else None
         if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(kept):
             raise ValueError("shape does not match its metadata")
     except (OSError, ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)
         meta_path.unlink(missing_ok=True)
         return None
-    return Pixels(images, kept, fingerprint, skipped, blank)
+    return Pixels(images, kept, fingerprint, skipped, blank, header_groups)
 
 
 def blank_refs(table: ImageTable, arrays: list[np.ndarray | None]) -> list[str]:
@@ -188,14 +219,15 @@ def load_pixels(
         if cached.skipped and not skip_bad:
             raise BadImageError(cached.skipped[0])
         return cached
-    arrays, bad = _decode_all(table, image_size, skip_bad, progress, intensity)
+    arrays, bad, groups = _decode_all(table, image_size, skip_bad, progress, intensity)
     images, kept = _stack(arrays, image_size)
     blank = blank_refs(table, arrays)
     meta = {"kept": kept.tolist(), "skipped": bad, "blank": blank, "layout": table.layout}
+    meta["header_groups"] = {str(i): group for i, group in groups.items()}
     try:
         _write_atomic(path, images, meta)
     except OSError as error:
         raise DataError(
             f"{path.parent}: cannot write the pixel cache ({error}); set MEDSSL_CACHE to a writable folder"
         ) from None
-    return Pixels(np.load(path, mmap_mode="r"), kept, fingerprint, bad, blank)
+    return Pixels(np.load(path, mmap_mode="r"), kept, fingerprint, bad, blank, groups)

@@ -13,7 +13,13 @@ from pydantic import Field, field_validator
 
 from medssl.config import StrictModel
 from medssl.data.cache import Pixels, load_pixels
-from medssl.data.groups import apply_group_pattern, compile_group_pattern, header_groups, rename_kind
+from medssl.data.groups import (
+    apply_group_pattern,
+    apply_header_groups,
+    compile_group_pattern,
+    header_groups,
+    rename_kind,
+)
 from medssl.data.intensity import IntensityConfig
 from medssl.data.sources import layout_names, load_table
 from medssl.data.sources.synthetic import load_synthetic
@@ -135,8 +141,9 @@ class PreparedData:
 
 
 def read_table(config: DataConfig) -> ImageTable:
-    """The source table named by ``config.path`` and ``config.layout``, grouped by ``group_pattern``, else
-    by the source, else by the DICOM headers (as pseudonyms)."""
+    """The source table named by ``config.path`` and ``config.layout``, grouped by ``group_pattern`` or by
+    the source. Patients from DICOM headers are added by ``prepare_data``, which reads the headers while
+    decoding (``header_groups`` reads them for a table alone)."""
     if config.path == "synthetic" or config.layout == "synthetic":
         s = config.synthetic
         table = load_synthetic(s.n_images, s.n_classes, s.size, s.seed)
@@ -144,7 +151,7 @@ def read_table(config: DataConfig) -> ImageTable:
         table = load_table(config.path, config.layout)
     if config.group_pattern is not None:
         return apply_group_pattern(table, config.group_pattern, config.group_kind)
-    return rename_kind(header_groups(table), config.group_kind)
+    return rename_kind(table, config.group_kind)
 
 
 def _keep(table: ImageTable, pixels: Pixels) -> ImageTable:
@@ -185,6 +192,13 @@ def _report_blank(table: ImageTable, blank: list[str]) -> None:
     )
 
 
+def _with_header_groups(table: ImageTable, pixels: Pixels) -> ImageTable:
+    """The DICOM patients read while decoding (kept in the cache), or read now for an older cache."""
+    if pixels.header_groups is None:
+        return header_groups(table)
+    return apply_header_groups(table, pixels.header_groups)
+
+
 def _decoded(config: DataConfig, run_dir: Path | None, progress) -> tuple[ImageTable, Pixels]:
     table = read_table(config)
     _check_classes(table)
@@ -192,6 +206,8 @@ def _decoded(config: DataConfig, run_dir: Path | None, progress) -> tuple[ImageT
     pixels = load_pixels(
         table, config.image_size, cache_dir, config.skip_bad_images, progress, config.intensity
     )
+    if config.group_pattern is None:
+        table = rename_kind(_with_header_groups(table, pixels), config.group_kind)
     table = _keep(table, pixels)
     _check_classes(table)
     if pixels.skipped:

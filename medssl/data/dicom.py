@@ -77,22 +77,30 @@ def raw_id(ds: Dataset, keyword: str) -> bytes | None:
     return value or None
 
 
-def group_key(path: Path) -> tuple[str, bytes] | None:
-    """``("patient", PatientID)``, else ``("study", StudyInstanceUID)``, else None (unreadable files too)."""
-    try:
-        ds = dcmread(path, specific_tags=_ID_TAGS, stop_before_pixels=True)
-    except Exception:  # decoding names the file and its problem later
-        return None
+GroupKey = tuple[str, bytes]
+"""``("patient", PatientID)`` or ``("study", StudyInstanceUID)``, raw bytes: in memory only, never written."""
+
+
+def key_of(ds: Dataset) -> GroupKey | None:
+    """The PatientID, else the StudyInstanceUID, of a dataset; None when it has neither."""
     for kind, keyword in zip(("patient", "study"), GROUP_IDS, strict=True):
         if (value := raw_id(ds, keyword)) is not None:
             return kind, value
     return None
 
 
-def pseudonyms(keys: Iterable[tuple[str, bytes] | None]) -> list[str | None]:
+def group_key(path: Path) -> GroupKey | None:
+    """``key_of`` the file's header (None for unreadable files too: decoding names those)."""
+    try:
+        return key_of(dcmread(path, specific_tags=_ID_TAGS, stop_before_pixels=True))
+    except Exception:  # decoding names the file and its problem later
+        return None
+
+
+def pseudonyms(keys: Iterable[GroupKey | None]) -> list[str | None]:
     """``patient-0001``, ``patient-0002``... numbered by first appearance (``study-…`` for study ids)."""
     keys = list(keys)
-    numbers: dict[tuple[str, bytes], int] = {}
+    numbers: dict[GroupKey, int] = {}
     per_kind: Counter[str] = Counter()
     for key in keys:
         if key is not None and key not in numbers:
@@ -255,6 +263,20 @@ def decode_dicom(path: Path, intensity: IntensityConfig) -> np.ndarray:
     return dataset_pixels(parse(path, path), intensity, path)
 
 
+def decode_with_key(
+    path: Path, intensity: IntensityConfig
+) -> tuple[np.ndarray | BadImageError, GroupKey | None]:
+    """One read of a DICOM file for both its pixels (or the error naming it) and its group key."""
+    try:
+        ds = parse(path, path)
+    except BadImageError as error:
+        return error, None
+    try:
+        return dataset_pixels(ds, intensity, path), key_of(ds)
+    except BadImageError as error:
+        return error, key_of(ds)
+
+
 def parse(data: bytes | Path, where: Path) -> Dataset:
     """``read(data)``, with every failure a one-line ``BadImageError`` naming ``where``."""
     try:
@@ -281,6 +303,11 @@ class DicomFacts:
     encoding: str
     patient: bytes | None = field(default=None, repr=False)
     study: bytes | None = field(default=None, repr=False)
+
+    @property
+    def group_key(self) -> GroupKey | None:
+        """The PatientID, else the StudyInstanceUID (as ``key_of``)."""
+        return ("patient", self.patient) if self.patient else ("study", self.study) if self.study else None
 
     @classmethod
     def of(cls, ds: Dataset) -> DicomFacts:

@@ -106,10 +106,35 @@ def apply_group_pattern(table: ImageTable, text: str, kind: str | None = None) -
     return dataclasses.replace(table, records=records, group_kind=parser.kind)
 
 
+HeaderGroups = dict[int, str | None]
+"""Pseudonym (``patient-0007``) per DICOM record index of a table; None where the header has no id."""
+
+
+def apply_header_groups(table: ImageTable, groups: HeaderGroups) -> ImageTable:
+    """A table of files with no groups gets its DICOM records' header pseudonyms (unchanged when it has
+    groups, or no DICOM file has an id); a warning names DICOM files without an id."""
+    if table.has_groups or not any(groups.values()):
+        return table
+    missing = [table.records[i].ref for i, group in sorted(groups.items()) if group is None]
+    if missing:
+        warnings.warn(
+            f"{table.root}: {len(missing):,} of {len(groups):,} DICOM files have neither PatientID nor "
+            f"StudyInstanceUID, or are unreadable (e.g. {examples(missing)}); each of those images is a group "
+            "of its own",
+            stacklevel=3,
+        )
+    records = [dataclasses.replace(r, group=groups.get(i)) for i, r in enumerate(table.records)]
+    kind = "patient" if any(g and g.startswith("patient-") for g in groups.values()) else "study"
+    return dataclasses.replace(table, records=records, group_kind=kind)
+
+
 def header_groups(table: ImageTable) -> ImageTable:
     """A table of files with no groups gets each DICOM image's patient from its header: the PatientID, else
     the StudyInstanceUID, as a pseudonym (``patient-0007``, ``study-0003``) numbered by the first image of
-    each in the table's order, so reruns on the same files split alike. The ids never leave this function."""
+    each in the table's order, so reruns on the same files split alike. The ids never leave this function.
+
+    This reads every DICOM header; ``prepare_data`` takes the same pseudonyms from its decoding pass (or the
+    pixel cache) instead, and ``data inspect`` from its check of every file."""
     if table.reader is not None or table.has_groups:
         return table
     paths = [table.path(record) for record in table.records]
@@ -118,20 +143,8 @@ def header_groups(table: ImageTable) -> ImageTable:
         return table
     from medssl.data.dicom import group_key, pseudonyms  # pydicom is imported only for DICOM data
 
-    keys = list(file_map(group_key, [paths[i] for i in dicom], threads=4, holds_gil=True))
-    if not any(keys):
-        return table
-    missing = [table.records[i].ref for i, key in zip(dicom, keys, strict=True) if key is None]
-    if missing:
-        warnings.warn(
-            f"{table.root}: {len(missing):,} of {len(dicom):,} DICOM files have neither PatientID nor "
-            f"StudyInstanceUID, or are unreadable (e.g. {examples(missing)}); each of those images is a group of its own",
-            stacklevel=2,
-        )
-    group_of = dict(zip(dicom, pseudonyms(keys), strict=True))
-    records = [dataclasses.replace(r, group=group_of.get(i)) for i, r in enumerate(table.records)]
-    kind = "patient" if any(key and key[0] == "patient" for key in keys) else "study"
-    return dataclasses.replace(table, records=records, group_kind=kind)
+    keys = file_map(group_key, [paths[i] for i in dicom], threads=4, holds_gil=True)
+    return apply_header_groups(table, dict(zip(dicom, pseudonyms(keys), strict=True)))
 
 
 def rename_kind(table: ImageTable, kind: str | None) -> ImageTable:

@@ -34,9 +34,9 @@ from medssl.data.decode import (
 )
 from medssl.data.groups import (
     apply_group_pattern,
+    apply_header_groups,
     class_groups,
     group_warnings,
-    header_groups,
     plural,
     rename_kind,
 )
@@ -435,16 +435,26 @@ def _load(
         with lenient():
             table = load_table(path, layout)
     if group_pattern is None:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            table = header_groups(table)
-        return rename_kind(table, group_kind), [
-            str(w.message).removeprefix(f"{table.root}: ") for w in caught
-        ]
+        return rename_kind(table, group_kind), []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = apply_group_pattern(table, group_pattern, group_kind)
     return table, [str(w.message).removeprefix(f"{table.root}: ") for w in caught]
+
+
+def _header_groups(
+    table: ImageTable, checks: list[FileCheck], group_kind: str | None
+) -> tuple[ImageTable, list[str]]:
+    """The DICOM patients that the check of every file read (as pseudonyms), and the warnings they gave."""
+    dicom = {i: check.dicom.group_key for i, check in enumerate(checks) if check.dicom is not None}
+    if not dicom:
+        return table, []
+    from medssl.data.dicom import pseudonyms
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = apply_header_groups(table, dict(zip(dicom, pseudonyms(dicom.values()), strict=True)))
+    return rename_kind(table, group_kind), [str(w.message).removeprefix(f"{table.root}: ") for w in caught]
 
 
 def _name(path: str | Path, table: ImageTable) -> str:
@@ -477,6 +487,8 @@ def inspect_dataset(
     if not table.records:
         raise DataError(f"{path}: no images found; check the path and layout")
     checks = _check_files(table, intensity) if table.reader is None else _check_arrays(table)
+    if group_pattern is None:
+        table, grouping = _header_groups(table, checks, group_kind)
     unreadable = [c.error for c in checks if c.error]
     readable = [c for c in checks if not c.error]
     problems = [f"{len(unreadable)} unreadable images: {_examples(unreadable)}"] if unreadable else []

@@ -11,7 +11,9 @@ import pytest
 from dicomgen import PHI, dataset, make_dicom_folder, patient_id, ramp, study_uid, write
 
 from medssl.data import DataConfig, prepare_data, prepare_folds, read_table
+from medssl.data.groups import header_groups
 from medssl.data.inspect import inspect_dataset
+from medssl.data.sources import load_table
 
 PSEUDONYM = re.compile(r"^patient-\d{4}$")
 
@@ -25,12 +27,21 @@ def planted(table_size: int = 200) -> list[str]:
     ]
 
 
-def test_patients_come_from_the_headers_as_pseudonyms_numbered_by_first_image(tmp_path: Path) -> None:
+def test_patients_come_from_the_headers_as_pseudonyms_numbered_by_first_image(
+    tmp_path: Path, cache_config
+) -> None:
     root = make_dicom_folder(tmp_path / "export", {"NORMAL": 9, "PNEUMONIA": 9}, per_patient=3)
-    table = read_table(DataConfig(path=str(root)))
+    table = header_groups(read_table(DataConfig(path=str(root))))
     assert table.group_kind == "patient"
     assert table.groups == [f"patient-{1 + i // 3:04d}" for i in range(18)]
-    assert read_table(DataConfig(path=str(root))).groups == table.groups  # a rerun numbers alike
+    decoded = prepare_data(cache_config(root, image_size=16)).table  # read while decoding, not apart
+    cached = prepare_data(cache_config(root, image_size=16)).table  # from the pixel cache
+    assert decoded.groups == cached.groups == table.groups and decoded.group_kind == "patient"
+    meta = next((tmp_path / "cache").glob("*.json"))
+    assert "MRN" not in meta.read_text()
+    meta.write_text(re.sub(r', "header_groups": \{[^}]*\}', "", meta.read_text()))  # a cache from before
+    assert "header_groups" not in meta.read_text()
+    assert prepare_data(cache_config(root, image_size=16)).table.groups == table.groups
 
 
 def test_pseudonyms_do_not_depend_on_the_id_values(tmp_path: Path) -> None:
@@ -38,7 +49,7 @@ def test_pseudonyms_do_not_depend_on_the_id_values(tmp_path: Path) -> None:
     for name, offset in (("one", 0), ("two", 500)):
         for i, patient in enumerate([3, 1, 3, 2, 1, 2]):
             write(tmp_path / name / "c" / f"{i}.dcm", dataset(ramp(i), patient=patient + offset))
-    one, two = (read_table(DataConfig(path=str(tmp_path / name))) for name in ("one", "two"))
+    one, two = (header_groups(load_table(tmp_path / name)) for name in ("one", "two"))
     assert (
         one.groups
         == two.groups
@@ -49,7 +60,7 @@ def test_pseudonyms_do_not_depend_on_the_id_values(tmp_path: Path) -> None:
 def test_study_uid_groups_files_without_a_patient_id(tmp_path: Path) -> None:
     for i, study in enumerate([7, 7, 8, 9, 9, 9]):
         write(tmp_path / "d" / "c" / f"{i}.dcm", dataset(ramp(i), patient=None, study=study))
-    table = read_table(DataConfig(path=str(tmp_path / "d")))
+    table = header_groups(load_table(tmp_path / "d"))
     assert table.group_kind == "study"
     assert table.groups == [
         "study-0001",
@@ -123,7 +134,7 @@ def test_a_csv_manifest_of_dicom_files_gets_header_patients(tmp_path: Path) -> N
         write(tmp_path / name, dataset(ramp(i), patient=patient))
         rows.append(f"{name},{'ab'[i % 2]}")
     (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
-    table = read_table(DataConfig(path=str(tmp_path / "manifest.csv")))
+    table = header_groups(read_table(DataConfig(path=str(tmp_path / "manifest.csv"))))
     assert table.layout == "csv" and table.group_kind == "patient"
     assert table.groups == [
         "patient-0001",

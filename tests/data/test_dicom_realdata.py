@@ -14,6 +14,7 @@ from datagen import REAL_CHEST_XRAY, REPO
 
 from medssl.data import DataConfig, read_table
 from medssl.data.decode import decode_image
+from medssl.data.groups import header_groups
 from medssl.data.sources import load_table
 
 pytestmark = [
@@ -56,7 +57,7 @@ def test_exported_patients_split_like_the_file_name_patients(tmp_path: Path) -> 
     indices = sample()
     module.export(REAL_CHEST_XRAY, tmp_path / "dicom", indices)
     jpeg = load_table(REAL_CHEST_XRAY)
-    dicom = read_table(DataConfig(path=str(tmp_path / "dicom")))
+    dicom = header_groups(read_table(DataConfig(path=str(tmp_path / "dicom"))))
     assert dicom.layout == "chest_xray" and dicom.group_kind == "patient"
     by_name = {f"IM{i:06d}.dcm": jpeg.records[i].group for i in indices}
     by_header = {Path(r.ref).name: r.group for r in dicom.records}
