@@ -22,7 +22,7 @@ PHI = {
     "InstitutionName": "Sankt Zebulon Klinikum",
     "ReferringPhysicianName": "Vondrasek^Ottokar",
     "OtherPatientIDs": "OPID-5511-ZQ",
-    "StudyDescription": "CHEST PA Quokkafield",
+    "StudyDescription": "Quokkafield Zyxbone PA",
 }
 """Header values that must never appear in any output (the PatientID and study UIDs are per file)."""
 
