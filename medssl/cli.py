@@ -101,7 +101,13 @@ def data_inspect(
     settings = _data_config(config, set_, path, **options, group_kind=group_kind, folds=folds)
     groups = {"group_pattern": settings.group_pattern, "group_kind": settings.group_kind}
     report = inspect_dataset(
-        settings.path, settings.layout, settings.image_size, out, folds=settings.folds or 5, **groups
+        settings.path,
+        settings.layout,
+        settings.image_size,
+        out,
+        folds=settings.folds or 5,
+        intensity=settings.intensity,
+        **groups,
     )
     typer.echo(report.to_text())
 

@@ -13,7 +13,14 @@ from pydantic import Field, field_validator
 
 from medssl.config import StrictModel
 from medssl.data.cache import Pixels, load_pixels
-from medssl.data.groups import apply_group_pattern, compile_group_pattern, rename_kind
+from medssl.data.groups import (
+    apply_group_pattern,
+    apply_header_groups,
+    compile_group_pattern,
+    header_groups,
+    rename_kind,
+)
+from medssl.data.intensity import IntensityConfig
 from medssl.data.sources import layout_names, load_table
 from medssl.data.sources.synthetic import load_synthetic
 from medssl.data.splits import cross_validation, make_split, resolve_policy, straddling
@@ -62,6 +69,9 @@ class DataConfig(StrictModel):
     )
     group_kind: GroupKind | None = Field(
         None, description="What groups are (patient, slide, study, site); default: from the source"
+    )
+    intensity: IntensityConfig = Field(
+        IntensityConfig(), description="How DICOM and 16-bit images become 0-255 (see README 'DICOM')"
     )
     skip_bad_images: bool = False
     cache_dir: str | None = None
@@ -134,7 +144,9 @@ class PreparedData:
 
 
 def read_table(config: DataConfig) -> ImageTable:
-    """The source table named by ``config.path`` and ``config.layout``, grouped by ``group_pattern``."""
+    """The source table named by ``config.path`` and ``config.layout``, grouped by ``group_pattern`` or by
+    the source. Patients from DICOM headers are added by ``prepare_data``, which reads the headers while
+    decoding (``header_groups`` reads them for a table alone)."""
     if config.path == "synthetic" or config.layout == "synthetic":
         s = config.synthetic
         table = load_synthetic(s.n_images, s.n_classes, s.size, s.seed)
@@ -174,15 +186,38 @@ def _report_skipped(skipped: list[str], run_dir: Path | None) -> None:
     warnings.warn(f"skipped {len(skipped)} unreadable image(s), e.g. {reasons[0]}{where}", stacklevel=3)
 
 
+def _report_blank(table: ImageTable, blank: list[str]) -> None:
+    """Warn about images with one value everywhere: they teach an encoder nothing and often mean a broken
+    export (a 16-bit image of one value is placed by that value, not made black)."""
+    warnings.warn(
+        f"{table.root}: {len(blank)} image(s) hold one value everywhere (blank), e.g. "
+        f"{', '.join(blank[:3])}; check them (a failed export or an empty scan) or remove them",
+        stacklevel=3,
+    )
+
+
+def _with_header_groups(table: ImageTable, pixels: Pixels) -> ImageTable:
+    """The DICOM patients read while decoding (kept in the cache), or read now for an older cache."""
+    if pixels.header_groups is None:
+        return header_groups(table)
+    return apply_header_groups(table, pixels.header_groups)
+
+
 def _decoded(config: DataConfig, run_dir: Path | None, progress) -> tuple[ImageTable, Pixels]:
     table = read_table(config)
     _check_classes(table)
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
-    pixels = load_pixels(table, config.image_size, cache_dir, config.skip_bad_images, progress)
+    pixels = load_pixels(
+        table, config.image_size, cache_dir, config.skip_bad_images, progress, config.intensity
+    )
+    if config.group_pattern is None:
+        table = rename_kind(_with_header_groups(table, pixels), config.group_kind)
     table = _keep(table, pixels)
     _check_classes(table)
     if pixels.skipped:
         _report_skipped(pixels.skipped, run_dir)
+    if pixels.blank:
+        _report_blank(table, pixels.blank)
     return table, pixels
 
 

@@ -1,15 +1,27 @@
-"""Decode one image file of any common medical format into a uint8 array, or explain why not."""
+"""Decode one image file of any common medical format into a uint8 array, or explain why not.
+
+DICOM files (``.dcm``/``.dicom``, or any other name whose bytes carry the DICM preamble) are decoded by
+``medssl.data.dicom``; images wider than 8 bits (DICOM, 16-bit PNG/TIFF) follow ``IntensityConfig``.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from medssl.data.intensity import IntensityConfig
 from medssl.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+DICOM_SUFFIXES = {".dcm", ".dicom"}
+PREAMBLE_END = 132
+"""A DICOM Part 10 file: 128 bytes of preamble, then ``DICM``."""
+HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+"""PIL modes wider than 8 bits: scaled by the intensity rule, not used as stored."""
+FIX = "remove or replace the file, or pass --skip-bad-images to skip it"
 IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 MAX_PIXELS = 200_000_000
 """Hard cap on pixels per image; images above it, or above PIL's ``Image.MAX_IMAGE_PIXELS`` (89M by default),
@@ -20,8 +32,47 @@ class BadImageError(DataError):
     """An image file that cannot be decoded."""
 
 
+def has_preamble(data: bytes) -> bool:
+    return data[128:PREAMBLE_END] == b"DICM"
+
+
+def _starts_as_dicom(path: Path) -> bool:
+    """Whether a regular file begins with the DICOM preamble (FIFOs and devices are never opened)."""
+    try:
+        if not path.is_file():
+            return False
+        with path.open("rb") as handle:
+            return has_preamble(handle.read(PREAMBLE_END))
+    except OSError:
+        return False
+
+
+def is_dicom(path: Path, data: bytes | None = None) -> bool:
+    """A ``.dcm``/``.dicom`` name, or another name (``IM000001``, a UID) whose bytes carry the preamble."""
+    suffix = path.suffix.lower()
+    if suffix in DICOM_SUFFIXES:
+        return True
+    if suffix in IMAGE_SUFFIXES:
+        return False
+    return has_preamble(data) if data is not None else _starts_as_dicom(path)
+
+
 def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("._")
+    """An image by its suffix, or a DICOM file by its suffix or preamble (macOS ``._`` files never)."""
+    if path.name.startswith("._"):
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path)
+
+
+def needs_intensity(path: Path, data: bytes) -> bool:
+    """Whether the file's pixels depend on ``IntensityConfig``: DICOM, or an image wider than 8 bits."""
+    if is_dicom(path, data):
+        return True
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.mode in HIGH_DEPTH_MODES
+    except Exception:  # an unreadable file is named when it is decoded
+        return False
 
 
 def is_ignorable(path: Path) -> bool:
@@ -29,13 +80,12 @@ def is_ignorable(path: Path) -> bool:
     return path.name.lower() in IGNORED_NAMES or path.name.startswith("._")
 
 
-def _to_uint8(image: Image.Image) -> np.ndarray:
-    """Grayscale images stay HxW; everything else becomes HxWx3 RGB."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        low, high = float(array.min()), float(array.max())
-        scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
-        return np.round(scaled).astype(np.uint8)
+def _to_uint8(image: Image.Image, intensity: IntensityConfig) -> np.ndarray:
+    """Grayscale images stay HxW; everything else becomes HxWx3 RGB. Wider than 8 bits: the intensity rule."""
+    if image.mode in HIGH_DEPTH_MODES:
+        from medssl.data.dicom import monochrome  # pydicom is imported only for such images
+
+        return monochrome(np.asarray(image, dtype=np.float64), intensity)
     if image.mode in ("1", "L"):
         return np.asarray(image.convert("L"), dtype=np.uint8)
     if image.mode == "LA":
@@ -52,9 +102,16 @@ def pixel_limit() -> int:
     return min(MAX_PIXELS, Image.MAX_IMAGE_PIXELS or MAX_PIXELS)
 
 
-def decode_image(path: Path) -> np.ndarray:
-    """Read ``path`` (EXIF orientation applied) as uint8 HxW or HxWx3; ``BadImageError`` if unreadable."""
-    fix = "remove or replace the file, or pass --skip-bad-images to skip it"
+def decode_image(path: Path, intensity: IntensityConfig | None = None) -> np.ndarray:
+    """Read ``path`` (EXIF orientation applied) as uint8 HxW or HxWx3; ``BadImageError`` if unreadable.
+
+    DICOM and images wider than 8 bits become 0-255 by ``intensity`` (default: ``IntensityConfig()``).
+    """
+    intensity = intensity or IntensityConfig()
+    if is_dicom(path):
+        from medssl.data.dicom import decode_dicom  # pydicom is imported only for DICOM data
+
+        return decode_dicom(path, intensity)
     try:
         # The size check is ours, made before decoding: no process-wide warning filters (decode_image runs
         # in thread pools, and warnings.catch_warnings() is not thread-safe).
@@ -63,25 +120,25 @@ def decode_image(path: Path) -> np.ndarray:
             if width * height > pixel_limit():
                 raise BadImageError(
                     f"{path}: refused as a possible decompression bomb ({width}x{height} pixels, more than "
-                    f"{pixel_limit()}); {fix}"
+                    f"{pixel_limit()}); {FIX}"
                 )
             image.load()
             image = ImageOps.exif_transpose(image) or image
-            return _to_uint8(image)
+            return _to_uint8(image, intensity)
     except BadImageError:
         raise
     except Image.DecompressionBombError:
-        raise BadImageError(f"{path}: refused as a possible decompression bomb; {fix}") from None
+        raise BadImageError(f"{path}: refused as a possible decompression bomb; {FIX}") from None
     except UnidentifiedImageError:
-        raise BadImageError(f"{path}: not an image file (or an unsupported format); {fix}") from None
+        raise BadImageError(f"{path}: not an image file (or an unsupported format); {FIX}") from None
     except PermissionError:
         raise BadImageError(
-            f"{path}: permission denied; make the file readable (chmod +r) or {fix}"
+            f"{path}: permission denied; make the file readable (chmod +r) or {FIX}"
         ) from None
     except OSError as error:
-        raise BadImageError(f"{path}: unreadable or truncated image ({error}); {fix}") from None
+        raise BadImageError(f"{path}: unreadable or truncated image ({error}); {FIX}") from None
     except (ValueError, SyntaxError, IndexError) as error:
-        raise BadImageError(f"{path}: corrupt image ({error}); {fix}") from None
+        raise BadImageError(f"{path}: corrupt image ({error}); {FIX}") from None
 
 
 def is_gray(array: np.ndarray, tolerance: float = 3.0) -> bool:

@@ -3,7 +3,9 @@
 Ids come from a source's built-in parser (chest X-ray and BreaKHis patients, Kather 2016 slides), from a
 CSV manifest's ``group`` (or ``patient``) column, or from a user's ``group_pattern``: a regular expression
 searched in each image's path relative to the dataset root, whose first capture group (or whole match,
-when it has none) is the id. Images without an id are each a group of their own.
+when it has none) is the id. Where none of these gives any, DICOM headers do (``header_groups``): the
+PatientID, else the StudyInstanceUID, written as a pseudonym. Images without an id are each a group of
+their own.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
+from medssl.data.decode import is_dicom
 from medssl.data.types import ImageTable
+from medssl.data.workers import file_map
 from medssl.errors import DataError
 
 GROUP_KINDS = ("patient", "slide", "study", "site", "group")
@@ -100,6 +104,47 @@ def apply_group_pattern(table: ImageTable, text: str, kind: str | None = None) -
             stacklevel=2,
         )
     return dataclasses.replace(table, records=records, group_kind=parser.kind)
+
+
+HeaderGroups = dict[int, str | None]
+"""Pseudonym (``patient-0007``) per DICOM record index of a table; None where the header has no id."""
+
+
+def apply_header_groups(table: ImageTable, groups: HeaderGroups) -> ImageTable:
+    """A table of files with no groups gets its DICOM records' header pseudonyms (unchanged when it has
+    groups, or no DICOM file has an id); a warning names DICOM files without an id."""
+    if table.has_groups or not any(groups.values()):
+        return table
+    missing = [table.records[i].ref for i, group in sorted(groups.items()) if group is None]
+    if missing:
+        warnings.warn(
+            f"{table.root}: {len(missing):,} of {len(groups):,} DICOM files have neither PatientID nor "
+            f"StudyInstanceUID, or are unreadable (e.g. {examples(missing)}); each of those images is a group "
+            "of its own",
+            stacklevel=3,
+        )
+    records = [dataclasses.replace(r, group=groups.get(i)) for i, r in enumerate(table.records)]
+    kind = "patient" if any(g and g.startswith("patient-") for g in groups.values()) else "study"
+    return dataclasses.replace(table, records=records, group_kind=kind)
+
+
+def header_groups(table: ImageTable) -> ImageTable:
+    """A table of files with no groups gets each DICOM image's patient from its header: the PatientID, else
+    the StudyInstanceUID, as a pseudonym (``patient-0007``, ``study-0003``) numbered by the first image of
+    each in the table's order, so reruns on the same files split alike. The ids never leave this function.
+
+    This reads every DICOM header; ``prepare_data`` takes the same pseudonyms from its decoding pass (or the
+    pixel cache) instead, and ``data inspect`` from its check of every file."""
+    if table.reader is not None or table.has_groups:
+        return table
+    paths = [table.path(record) for record in table.records]
+    dicom = [i for i, path in enumerate(paths) if is_dicom(path)]
+    if not dicom:
+        return table
+    from medssl.data.dicom import group_key, pseudonyms  # pydicom is imported only for DICOM data
+
+    keys = file_map(group_key, [paths[i] for i in dicom], threads=4, holds_gil=True)
+    return apply_header_groups(table, dict(zip(dicom, pseudonyms(keys), strict=True)))
 
 
 def rename_kind(table: ImageTable, kind: str | None) -> ImageTable:

@@ -1,34 +1,57 @@
 """``medssl data inspect``: what a dataset looks like and what is wrong with it, before any training.
 
 Every file is read once (hashed, and its header parsed by PIL without decoding pixels); only files whose
-end-of-image marker is missing and the sample-grid images are decoded. In-memory sources (MedMNIST,
-synthetic) are hashed on their decoded pixels.
+end-of-image marker is missing, files whose pixels follow the intensity rule (DICOM, 16-bit PNG/TIFF: they
+are checked for decoding and for one value everywhere) and the sample-grid images are decoded. DICOM files
+add a block of technical values (patients and studies are counted, never shown). In-memory sources
+(MedMNIST, synthetic) are hashed on their decoded pixels.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
 import time
 import warnings
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from medssl.data.decode import BadImageError, decode_image, pixel_limit, resize
-from medssl.data.groups import apply_group_pattern, class_groups, group_warnings, plural, rename_kind
+from medssl.data.decode import (
+    HIGH_DEPTH_MODES,
+    BadImageError,
+    decode_image,
+    is_dicom,
+    pixel_limit,
+    resize,
+)
+from medssl.data.groups import (
+    apply_group_pattern,
+    apply_header_groups,
+    class_groups,
+    group_warnings,
+    plural,
+    rename_kind,
+)
+from medssl.data.intensity import IntensityConfig
 from medssl.data.sources import SOURCES, load_table
 from medssl.data.sources._files import case_clash_text, case_clashes, lenient
 from medssl.data.sources.synthetic import load_synthetic
 from medssl.data.splits import MIN_CLASS_IMAGES
 from medssl.data.types import SPLITS, ImageTable
+from medssl.data.workers import file_map
 from medssl.errors import DataError
 from medssl.rundir.paths import picture_path
+
+if TYPE_CHECKING:
+    from medssl.data.dicom import DicomFacts
 
 EXAMPLES = 3
 """How many example names a problem line shows."""
@@ -45,6 +68,9 @@ class FileCheck:
     error: str | None = None
     suspect: bool = False
     """The end-of-image marker is missing: the file may be truncated (confirmed by decoding)."""
+    blank: bool = False
+    """Decoded (DICOM, 16-bit), it holds one value everywhere."""
+    dicom: DicomFacts | None = None
 
 
 @dataclass
@@ -70,6 +96,10 @@ class InspectReport:
     problems: list[str] = field(default_factory=list)
     grid_path: Path | None = None
     seconds: float = 0.0
+    intensity: str | None = None
+    """How DICOM and 16-bit values become 0-255, shown where the data has such files."""
+    dicom: list[str] = field(default_factory=list)
+    """The DICOM block: patients, studies, modalities, photometric interpretations, bit depths, windows."""
 
     @property
     def n_images(self) -> int:
@@ -87,6 +117,8 @@ class InspectReport:
             f"groups     {self._groups_text()}",
             f"sizes      {_sizes_text(self.sizes)}  ({self.checked:,} images checked)",
             f"modes      {', '.join(f'{mode} {n:,}' for mode, n in self.modes.most_common())}",
+            *self.dicom,
+            *([f"intensity  {self.intensity}"] if self.intensity else []),
             f"problems   {len(self.problems) or 'none found'}",
             *(f"  - {problem}" for problem in self.problems),
         ]
@@ -165,8 +197,34 @@ def _ends_cleanly(data: bytes, image_format: str | None) -> bool:
     return True
 
 
-def check_file(path: Path) -> FileCheck:
-    """Read ``path`` once: hash it and parse its header (pixels are not decoded)."""
+def _decoded_check(check: FileCheck, decode: Callable[[], np.ndarray]) -> FileCheck:
+    """``check`` with the outcome of decoding: its error, or whether it holds one value everywhere."""
+    try:
+        array = decode()
+    except BadImageError as error:
+        check.error = str(error).split("; remove")[0]
+        return check
+    check.blank = bool(array.min() == array.max())
+    return check
+
+
+def _check_dicom(path: Path, data: bytes, digest: bytes, intensity: IntensityConfig) -> FileCheck:
+    """A DICOM file's technical values, decoded by the intensity rule (to find what would be refused)."""
+    from medssl.data import dicom  # pydicom is imported only for DICOM data
+
+    try:
+        ds = dicom.parse(data, path)
+    except BadImageError as error:
+        return FileCheck(digest, error=str(error).split("; remove")[0])
+    facts = dicom.DicomFacts.of(ds)
+    size = (int(ds.get("Columns") or 0), int(ds.get("Rows") or 0))
+    check = FileCheck(digest, size, f"DICOM {facts.photometric}", dicom=facts)
+    return _decoded_check(check, lambda: dicom.dataset_pixels(ds, intensity, path))
+
+
+def check_file(path: Path, intensity: IntensityConfig | None = None) -> FileCheck:
+    """Read ``path`` once: hash it and parse its header (8-bit pixels are not decoded; DICOM and 16-bit
+    images are, by ``intensity``)."""
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -174,6 +232,9 @@ def check_file(path: Path) -> FileCheck:
     digest = hashlib.blake2b(data, digest_size=16).digest()
     if not data:
         return FileCheck(digest, error=f"{path}: empty file (0 bytes)")
+    intensity = intensity or IntensityConfig()
+    if is_dicom(path, data):
+        return _check_dicom(path, data, digest, intensity)
     try:
         with Image.open(io.BytesIO(data)) as image:
             size, mode, image_format = image.size, image.mode, image.format
@@ -187,18 +248,22 @@ def check_file(path: Path) -> FileCheck:
         return FileCheck(
             digest, size, mode, f"{path}: {size[0]}x{size[1]} pixels, refused as a decompression bomb"
         )
-    return FileCheck(digest, size, mode, suspect=not _ends_cleanly(data, image_format))
+    check = FileCheck(digest, size, mode, suspect=not _ends_cleanly(data, image_format))
+    if mode in HIGH_DEPTH_MODES:
+        return _decoded_check(check, lambda: decode_image(path, intensity))
+    return check
 
 
-def _check_files(table: ImageTable) -> list[FileCheck]:
+def _check_files(table: ImageTable, intensity: IntensityConfig) -> list[FileCheck]:
+    paths = [table.path(r) for r in table.records]
+    check = functools.partial(check_file, intensity=intensity)
     with warnings.catch_warnings():  # once around the pool: the filter list is global, not per thread
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with ThreadPoolExecutor(8) as pool:
-            checks = list(pool.map(check_file, (table.path(r) for r in table.records)))
+        checks = list(file_map(check, paths, threads=8, holds_gil=any(map(is_dicom, paths))))
     for record, check in zip(table.records, checks, strict=True):
         if check.suspect:
             try:
-                decode_image(table.path(record))
+                decode_image(table.path(record), intensity)
             except BadImageError as error:
                 check.error = str(error).split("; remove")[0]
     return checks
@@ -323,15 +388,22 @@ def _picks(table: ImageTable, per_class: int) -> dict[int, list[int]]:
     }
 
 
-def _tile(table: ImageTable, index: int, size: int) -> np.ndarray:
+def _tile(table: ImageTable, index: int, size: int, intensity: IntensityConfig) -> np.ndarray:
     record = table.records[index]
-    array = table.reader(record) if table.reader is not None else decode_image(table.path(record))
+    array = table.reader(record) if table.reader is not None else decode_image(table.path(record), intensity)
     array = resize(np.ascontiguousarray(array), size)
     return np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array
 
 
-def write_grid(table: ImageTable, path: Path, size: int = 64, per_class: int = 8) -> dict[int, str]:
+def write_grid(
+    table: ImageTable,
+    path: Path,
+    size: int = 64,
+    per_class: int = 8,
+    intensity: IntensityConfig | None = None,
+) -> dict[int, str]:
     """A PNG with one row of sample images per class; returns decode errors by record (tiles left dark red)."""
+    intensity = intensity or IntensityConfig()
     picks = _picks(table, per_class)
     gap = 2
     canvas = Image.new(
@@ -347,7 +419,7 @@ def write_grid(table: ImageTable, path: Path, size: int = 64, per_class: int = 8
         for column, index in enumerate(picks.get(row, [])):
             left = LABEL_WIDTH + column * (size + gap)
             try:
-                canvas.paste(Image.fromarray(_tile(table, index, size)), (left, top))
+                canvas.paste(Image.fromarray(_tile(table, index, size, intensity)), (left, top))
             except BadImageError as error:
                 errors[index] = str(error).split("; remove")[0]
                 draw.rectangle((left, top, left + size - 1, top + size - 1), fill=(120, 0, 0))
@@ -376,6 +448,21 @@ def _load(
     return table, [str(w.message).removeprefix(where[0]).removeprefix(where[1]) for w in caught]
 
 
+def _header_groups(
+    table: ImageTable, checks: list[FileCheck], group_kind: str | None
+) -> tuple[ImageTable, list[str]]:
+    """The DICOM patients that the check of every file read (as pseudonyms), and the warnings they gave."""
+    dicom = {i: check.dicom.group_key for i, check in enumerate(checks) if check.dicom is not None}
+    if not dicom:
+        return table, []
+    from medssl.data.dicom import pseudonyms
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = apply_header_groups(table, dict(zip(dicom, pseudonyms(dicom.values()), strict=True)))
+    return rename_kind(table, group_kind), [str(w.message).removeprefix(f"{table.root}: ") for w in caught]
+
+
 def _name(path: str | Path, table: ImageTable) -> str:
     if table.layout == "synthetic":
         return "synthetic"
@@ -393,17 +480,22 @@ def inspect_dataset(
     group_pattern: str | None = None,
     group_kind: str | None = None,
     folds: int | None = 5,
+    intensity: IntensityConfig | None = None,
 ) -> InspectReport:
     """Inspect a dataset (any ``--data`` value) and write a sample grid (default ``./<name>-samples.png``).
 
     ``group_pattern``/``group_kind`` group images as ``DataConfig`` does; ``folds`` is the cross-validation
-    the warnings check (classes in fewer groups than folds).
+    the warnings check (classes in fewer groups than folds); ``intensity`` decodes DICOM and 16-bit images.
     """
+    intensity = intensity or IntensityConfig()
     start = time.perf_counter()
     table, grouping = _load(path, layout, group_pattern, group_kind)
     if not table.records:
         raise DataError(f"{path}: no images found; check the path and layout")
-    checks = _check_files(table) if table.reader is None else _check_arrays(table)
+    checks = _check_files(table, intensity) if table.reader is None else _check_arrays(table)
+    if group_pattern is None:
+        table, header_warnings = _header_groups(table, checks, group_kind)
+        grouping += header_warnings
     unreadable = [c.error for c in checks if c.error]
     readable = [c for c in checks if not c.error]
     problems = [f"{len(unreadable)} unreadable images: {_examples(unreadable)}"] if unreadable else []
@@ -412,9 +504,10 @@ def inspect_dataset(
     problems += _class_problems(table) + _duplicate_problems(table, checks) + _group_problems(table)
     official_test = any(r.split == "test" for r in table.records)  # no cross-validation then
     problems += grouping + group_warnings(table, None if official_test else folds)
+    problems += _pixel_problems(table, checks)
     name = _name(path, table)
     grid = picture_path(Path.cwd() if grid_path is None else grid_path, path, f"{name}-samples.png")
-    grid_errors = write_grid(table, grid, image_size, per_class)
+    grid_errors = write_grid(table, grid, image_size, per_class, intensity)
     new_errors = [error for i, error in grid_errors.items() if not checks[i].error]
     if new_errors:
         problems.insert(0, f"{len(new_errors)} sample images failed to decode: {_examples(new_errors)}")
@@ -439,4 +532,40 @@ def inspect_dataset(
         problems=problems,
         grid_path=grid,
         seconds=time.perf_counter() - start,
+        intensity=_intensity_text(checks, intensity),
+        dicom=_dicom_lines(checks),
     )
+
+
+def _pixel_problems(table: ImageTable, checks: list[FileCheck]) -> list[str]:
+    """Blank images (one value everywhere) and mixtures of DICOM technical values."""
+    problems = []
+    blank = [r.ref for r, c in zip(table.records, checks, strict=True) if c.blank and not c.error]
+    if blank:
+        problems.append(
+            f"{len(blank)} images hold one value everywhere (blank: a failed export or an empty scan): "
+            f"{_examples(blank)}"
+        )
+    facts = [c.dicom for c in checks if c.dicom is not None]
+    if facts:
+        from medssl.data.dicom import mixtures
+
+        problems += mixtures(facts)
+    return problems
+
+
+def _dicom_lines(checks: list[FileCheck]) -> list[str]:
+    facts = [c.dicom for c in checks if c.dicom is not None]
+    if not facts:
+        return []
+    from medssl.data.dicom import summary_lines
+
+    return summary_lines(facts)
+
+
+def _intensity_text(checks: list[FileCheck], intensity: IntensityConfig) -> str | None:
+    """The intensity rule, where some files follow it (DICOM, 16-bit); None for 8-bit data."""
+    if not any(c.dicom is not None or c.mode in HIGH_DEPTH_MODES for c in checks):
+        return None
+    inverted = any(c.dicom is not None and c.dicom.photometric == "MONOCHROME1" for c in checks)
+    return intensity.describe() + ("; MONOCHROME1 inverted after it" if inverted else "")
