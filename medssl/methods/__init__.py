@@ -1,7 +1,7 @@
 """SSL methods, one small file each, listed by name in ``METHODS``.
 
-Adding a method: write ``medssl/methods/<name>.py`` with an ``SSLMethod`` subclass (its heads and ``loss``),
-and add it to ``METHODS`` below. Nothing registers itself on import.
+Adding a method: write ``medssl/methods/<name>.py`` with an ``SSLMethod`` subclass (its views, heads and
+loss), and add it to ``METHODS`` below. Nothing registers itself on import.
 """
 
 from __future__ import annotations
