@@ -14,6 +14,7 @@ from medssl.methods.dclw import DCLW
 from medssl.methods.mocov2 import MoCoV2
 from medssl.methods.simclr import SimCLR
 from medssl.methods.simsiam import SimSiam
+from medssl.methods.swav import SwAV
 from medssl.methods.vicreg import VICReg
 from medssl.models.encoder import Encoder
 
@@ -25,6 +26,7 @@ METHODS: dict[str, type[SSLMethod]] = {
     "byol": BYOL,
     "barlowtwins": BarlowTwins,
     "mocov2": MoCoV2,
+    "swav": SwAV,
 }
 """Every SSL method by its name in configs, run directories and results (the study's four first)."""
 

@@ -39,6 +39,9 @@ class ViewPlan:
 
 
 TWO_VIEWS = ViewPlan()
+MULTI_CROP = ViewPlan(global_crops=2, local_crops=6)
+"""SwAV's and DINO's multi-crop: 2 global crops and 6 local crops at half the side (lightly's Imagenette
+benchmark: 2 × 128 px and 6 × 64 px)."""
 
 
 class Views(NamedTuple):
@@ -49,6 +52,18 @@ class Views(NamedTuple):
     local_crops: tuple[torch.Tensor, ...] = ()
 
 
+def freeze_gradients(module: nn.Module) -> None:
+    """Zero the gradients of ``module`` for this step (a part kept frozen early on).
+
+    Zeroed rather than dropped: fused SGD needs every parameter to take part from its first step on. The weight
+    decay left only rescales the weights, which SwAV's prototype normalisation and DINO's weight-normalised
+    last layer undo.
+    """
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            parameter.grad.zero_()
+
+
 class SSLMethod(nn.Module):
     """Base class: ``encoder`` plus whatever heads the method needs."""
 
@@ -57,7 +72,8 @@ class SSLMethod(nn.Module):
     default_lr: ClassVar[float] = 0.06
     """SGD learning rate at batch size 128 (scaled linearly with the batch), as in lightly's benchmarks."""
     view_plan: ViewPlan = TWO_VIEWS
-    """The views ``training_loss`` takes; a method with options (multi-crop) sets its own in ``__init__``."""
+    """The views ``training_loss`` takes (a class attribute, so that a preview can show them without building
+    the method; an instance may set its own from its options)."""
 
     def __init__(self, encoder: Encoder, gather_distributed: bool = False) -> None:
         super().__init__()
@@ -94,7 +110,8 @@ class SSLMethod(nn.Module):
 
     def before_optimizer_step(self, epoch: int) -> None:
         """Called after the backward pass, before each optimiser step, in ``epoch`` (from 0): a method that
-        keeps a part frozen early on (SwAV's prototypes, DINO's last layer) drops its gradients here."""
+        keeps a part frozen early on (SwAV's prototypes, DINO's last layer) zeroes its gradients here
+        (:func:`freeze_gradients`)."""
 
     def on_step_end(self, progress: float) -> None:
         """Called after each optimiser step with training progress in [0, 1] (momentum updates)."""
