@@ -11,6 +11,7 @@ from medssl.methods.barlowtwins import BarlowTwins
 from medssl.methods.base import SSLMethod
 from medssl.methods.byol import BYOL
 from medssl.methods.dclw import DCLW
+from medssl.methods.dino import DINO
 from medssl.methods.mocov2 import MoCoV2
 from medssl.methods.simclr import SimCLR
 from medssl.methods.simsiam import SimSiam
@@ -27,6 +28,7 @@ METHODS: dict[str, type[SSLMethod]] = {
     "barlowtwins": BarlowTwins,
     "mocov2": MoCoV2,
     "swav": SwAV,
+    "dino": DINO,
 }
 """Every SSL method by its name in configs, run directories and results (the study's four first)."""
 

@@ -26,7 +26,7 @@ def fixed_views(plan: ViewPlan, images: torch.Tensor) -> Views:
 
 def test_registry_holds_the_study_methods_and_more() -> None:
     assert set(STUDY_METHODS) <= set(METHODS)
-    assert {"byol", "barlowtwins", "mocov2", "swav"} <= set(METHODS)
+    assert {"byol", "barlowtwins", "mocov2", "swav", "dino"} <= set(METHODS)
     with pytest.raises(ConfigError, match="unknown"):
         build_method("nope", build_encoder("resnet18"))
 
