@@ -134,12 +134,17 @@ def augment_preview_command(
         Path, typer.Option(help="Where to write the preview PNG (a folder: FOLDER/augment_preview.png).")
     ] = Path(PREVIEW_NAME),
     seed: Annotated[int, typer.Option(help="Picks the images and the random views.")] = 0,
+    method: Annotated[
+        str | None,
+        typer.Option(help="Show the views this method trains on (swav, dino: global and local crops)."),
+    ] = None,
 ) -> None:
     """A PNG grid of training images next to their augmented views, to check a preset before pre-training.
 
     Options given here override the same keys of --config and --set.
     """
     from medssl.data.dataset import prepare_data
+    from medssl.methods import method_class
     from medssl.rundir.paths import picture_path
     from medssl.train.augment import PRESETS, detect_preset
     from medssl.train.preview import augment_preview
@@ -147,6 +152,7 @@ def augment_preview_command(
     choices = (*PRESETS, "all", "auto")
     if preset not in choices:
         raise ConfigError(f"--preset {preset!r} is not known; use one of {', '.join(choices)}")
+    plan = method_class(method).view_plan if method else None
     settings = _data_config(config, set_, data, layout=layout, image_size=image_size)
     out = picture_path(out, settings.path, PREVIEW_NAME)
     prepared = prepare_data(settings)
@@ -155,8 +161,9 @@ def augment_preview_command(
         presets = [detect_preset(prepared.table.modality, prepared.channels)]
     else:
         presets = list(PRESETS) if preset == "all" else [preset]
-    path = augment_preview(images, presets, out, seed=seed)
-    typer.echo(f"{', '.join(presets)} augmentation preview of {prepared.name} written to {path}")
+    path = augment_preview(images, presets, out, seed=seed, plan=plan)
+    views = f" ({method}'s views)" if method else ""
+    typer.echo(f"{', '.join(presets)} augmentation preview{views} of {prepared.name} written to {path}")
 
 
 RestartOpt = Annotated[
@@ -183,7 +190,9 @@ def pretrain(
     config: ConfigOpt = None,
     method: Annotated[
         str | None,
-        typer.Option(help="simclr, dclw, simsiam, vicreg, byol, barlowtwins, mocov2 (default: simclr)."),
+        typer.Option(
+            help="simclr, dclw, simsiam, vicreg, byol, barlowtwins, mocov2, swav, dino (default: simclr)."
+        ),
     ] = None,
     data: Annotated[
         str | None,

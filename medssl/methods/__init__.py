@@ -1,7 +1,7 @@
 """SSL methods, one small file each, listed by name in ``METHODS``.
 
-Adding a method: write ``medssl/methods/<name>.py`` with an ``SSLMethod`` subclass (its heads and ``loss``),
-and add it to ``METHODS`` below. Nothing registers itself on import.
+Adding a method: write ``medssl/methods/<name>.py`` with an ``SSLMethod`` subclass (its views, heads and
+loss), and add it to ``METHODS`` below. Nothing registers itself on import.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from medssl.methods.barlowtwins import BarlowTwins
 from medssl.methods.base import SSLMethod
 from medssl.methods.byol import BYOL
 from medssl.methods.dclw import DCLW
+from medssl.methods.dino import DINO
 from medssl.methods.mocov2 import MoCoV2
 from medssl.methods.simclr import SimCLR
 from medssl.methods.simsiam import SimSiam
+from medssl.methods.swav import SwAV
 from medssl.methods.vicreg import VICReg
 from medssl.models.encoder import Encoder
 
@@ -25,6 +27,8 @@ METHODS: dict[str, type[SSLMethod]] = {
     "byol": BYOL,
     "barlowtwins": BarlowTwins,
     "mocov2": MoCoV2,
+    "swav": SwAV,
+    "dino": DINO,
 }
 """Every SSL method by its name in configs, run directories and results (the study's four first)."""
 

@@ -14,13 +14,27 @@ from medssl.models.encoder import Encoder
 
 
 class MomentumMethod(SSLMethod):
-    """Keeps ``momentum_encoder``/``momentum_projector`` as EMAs of the online ones (cosine 0.99 → 1)."""
+    """Keeps ``momentum_encoder``/``momentum_projector`` as EMAs of the online ones (cosine 0.99 → 1).
 
-    def __init__(self, encoder: Encoder, projector: nn.Module, gather_distributed: bool = False) -> None:
+    The momentum projector starts as a copy of ``projector``: pass ``momentum_projector`` (a second instance,
+    its weights are overwritten) for heads that cannot be deep-copied (weight-normalised layers).
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        projector: nn.Module,
+        gather_distributed: bool = False,
+        momentum_projector: nn.Module | None = None,
+    ) -> None:
         super().__init__(encoder, gather_distributed)
         self.projector = projector
         self.momentum_encoder = copy.deepcopy(encoder)
-        self.momentum_projector = copy.deepcopy(projector)
+        if momentum_projector is None:
+            momentum_projector = copy.deepcopy(projector)
+        else:
+            momentum_projector.load_state_dict(projector.state_dict())
+        self.momentum_projector = momentum_projector
         deactivate_requires_grad(self.momentum_encoder)
         deactivate_requires_grad(self.momentum_projector)
 

@@ -38,12 +38,13 @@ from medssl.rundir.settings import (
     refuse_changed,
     settings_key,
 )
-from medssl.train.augment import build_augment, detect_preset
+from medssl.train.augment import detect_preset
 from medssl.train.checkpoint import AtomicCheckpointIO
 from medssl.train.config import PretrainConfig, Recipe, plan_epochs, resolve_recipe
 from medssl.train.loader import IndexBatches, index_loader
 from medssl.train.module import PretrainModule
 from medssl.train.monitors import EpochHistory, FiniteLoss, ValidationKNN
+from medssl.train.views import view_augments
 
 LAST = "last.ckpt"
 
@@ -117,7 +118,9 @@ def build_module(config: PretrainConfig, data: PreparedData, world: int = 1) -> 
     )  # RAM copy of the memmap
     train = torch.as_tensor(pool.indices, dtype=torch.long)
     batches = IndexBatches(train, recipe.batch_size, config.seed)
-    augment = build_augment(preset, data.image_size, data.channels, backend=config.augment_backend)
+    augment, local_augment = view_augments(
+        preset, data.image_size, data.channels, method.view_plan, backend=config.augment_backend
+    )
     module = PretrainModule(
         method,
         augment,
@@ -127,6 +130,7 @@ def build_module(config: PretrainConfig, data: PreparedData, world: int = 1) -> 
         epochs,
         compile_step=config.compile,
         step_budget=config.steps,
+        local_augment=local_augment,
     )
     module.augment_preset = preset
     module.pool = pool
@@ -364,7 +368,7 @@ def _export(
     history = read_history(out / HISTORY)
     final = next((row for row in reversed(history) if row.get("knn_accuracy")), {})
     save_encoder(
-        module.method.encoder,
+        module.method.trained_encoder,
         out,
         method=config.method,
         init=config.init,

@@ -21,7 +21,7 @@ converts them to float with :func:`eval_transform`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 import kornia.augmentation as K
@@ -242,9 +242,16 @@ def _kornia_steps(spec: PresetSpec, image_size: int, channels: int) -> list[nn.M
 
 
 def build_augment(
-    preset: Preset, image_size: int, channels: int, backend: AugmentBackend = "fused"
+    preset: Preset,
+    image_size: int,
+    channels: int,
+    backend: AugmentBackend = "fused",
+    crop_scale: tuple[float, float] | None = None,
 ) -> nn.Module:
     """The augmentation module of a preset for (B, ``channels``, H, W) float batches in [0, 1].
+
+    ``image_size`` is the side of the output; ``crop_scale`` replaces the preset's crop area range (the small
+    local crops of multi-crop methods, :mod:`medssl.train.views`).
 
     ``backend``: ``fused`` (default) is :class:`medssl.train.fused_augment.FusedAugment`, drawn on the device
     and graph-capturable; ``kornia`` chains kornia's augmentation modules (the reference the fused path is
@@ -272,8 +279,15 @@ def build_augment(
     if backend == "fused":
         from medssl.train.fused_augment import FusedAugment  # it builds on this module
 
-        return FusedAugment(preset, image_size, channels)
-    return Augment(preset, image_size, channels, _kornia_steps(SPECS[preset], image_size, channels))
+        return FusedAugment(preset, image_size, channels, crop_scale)
+    spec = preset_spec(preset, crop_scale)
+    return Augment(preset, image_size, channels, _kornia_steps(spec, image_size, channels))
+
+
+def preset_spec(preset: str, crop_scale: tuple[float, float] | None = None) -> PresetSpec:
+    """The steps of ``preset``, with ``crop_scale`` instead of its crop area range where given."""
+    spec = SPECS[preset]
+    return spec if crop_scale is None else replace(spec, crop_scale=crop_scale)
 
 
 def detect_preset(modality: str, channels: int) -> Preset:

@@ -41,6 +41,7 @@ from medssl.train.augment import (
     blur_settings,
     check_batch,
     jitter_stains,
+    preset_spec,
 )
 
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -99,7 +100,9 @@ def crop_boxes(
 class FusedAugment(nn.Module):
     """A preset applied to a float batch (B, C, H, W) in [0, 1] → (B, C, size, size), all on the device."""
 
-    def __init__(self, preset: str, image_size: int, channels: int) -> None:
+    def __init__(
+        self, preset: str, image_size: int, channels: int, crop_scale: tuple[float, float] | None = None
+    ) -> None:
         super().__init__()
         if preset not in SPECS:
             raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(SPECS)}")
@@ -108,11 +111,12 @@ class FusedAugment(nn.Module):
         self.preset = preset
         self.image_size = image_size
         self.channels = channels
-        self.spec: PresetSpec = SPECS[preset]
+        self.spec: PresetSpec = preset_spec(preset, crop_scale)
         self.blur_kernel, self.blur_sigma_max = blur_settings(image_size)
 
     def extra_repr(self) -> str:
-        return f"preset={self.preset!r}, image_size={self.image_size}, channels={self.channels}, fused"
+        scale = f", crop_scale={self.spec.crop_scale}" if self.spec != SPECS[self.preset] else ""
+        return f"preset={self.preset!r}, image_size={self.image_size}, channels={self.channels}{scale}, fused"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_batch(x, self.preset, self.channels)

@@ -1,4 +1,5 @@
-"""One Lightning module drives every SSL method: batched augmentation of two views, the loss, the schedule.
+"""One Lightning module drives every SSL method: batched augmentation of the views it asks for, the loss,
+the schedule.
 
 What training watches (non-finite losses, the kNN monitor, ``history.csv``) lives in callbacks
 (``medssl.train.monitors``), so the module holds only the optimisation.
@@ -14,13 +15,18 @@ import torch
 from lightly.utils.scheduler import CosineWarmupScheduler
 
 from medssl.common.images import unit_float
-from medssl.methods.base import SSLMethod
+from medssl.methods.base import SSLMethod, Views
 from medssl.train.config import Recipe
 from medssl.train.loader import IndexBatches
+from medssl.train.views import draw_views
 
 
 class PretrainModule(pl.LightningModule):
-    """Trains ``method`` on ``images`` (N, C, H, W uint8, kept out of the state dict and moved to the device once)."""
+    """Trains ``method`` on ``images`` (N, C, H, W uint8, kept out of the state dict and moved to the device once).
+
+    ``augment`` draws the method's global crops, ``local_augment`` its local crops (None when its view plan
+    has none; see :func:`medssl.train.views.view_augments`).
+    """
 
     def __init__(
         self,
@@ -32,10 +38,12 @@ class PretrainModule(pl.LightningModule):
         epochs: int,
         compile_step: bool = False,
         step_budget: int | None = None,
+        local_augment: torch.nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.method = method
         self.augment = augment
+        self.local_augment = local_augment
         self.images = images
         self.batches = batches
         self.recipe = recipe
@@ -76,23 +84,22 @@ class PretrainModule(pl.LightningModule):
         if self.compile_step:
             self._step_loss = compiled_step(self.step_loss, self.images)
 
-    def views(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two independently augmented views of the images at ``indices`` (augmentation in float32).
+    def views(self, indices: torch.Tensor) -> Views:
+        """The method's views (``method.view_plan``) of the images at ``indices`` (augmentation in float32).
 
-        Both views are augmented in one call on the doubled batch (every image draws its own parameters): half
-        the kernel launches and Python overhead, which bound the input path on a GPU.
+        All crops of one size are augmented in one call on the repeated batch (every copy draws its own
+        parameters): fewer kernel launches and less Python overhead, which bound the input path on a GPU.
         """
         x = unit_float(self.images[indices.to(self.images.device)], "nchw")
         with torch.autocast(self.device.type, enabled=False):
-            view0, view1 = self.augment(torch.cat([x, x])).chunk(2)
-        return view0, view1
+            return draw_views(x, self.method.view_plan, self.augment, self.local_augment)
 
     def step_loss(self, indices: torch.Tensor) -> torch.Tensor:
-        """The capturable part of a step (``indices`` on the device): gather, augment both views, forward, loss.
+        """The capturable part of a step (``indices`` on the device): gather, augment the views, forward, loss.
 
         With ``compile_step`` it runs compiled (its backward too); it has no host sync and static shapes.
         """
-        return self.method.loss(*self.views(indices))
+        return self.method.training_loss(self.views(indices))
 
     def training_step(self, indices: torch.Tensor, batch_idx: int) -> torch.Tensor:
         # Augmentation randomness depends only on (seed, step, rank): a resumed run draws the same views.
@@ -101,6 +108,9 @@ class PretrainModule(pl.LightningModule):
         # The progress bar reads its values on the host every step: on a GPU that would stall the pipeline.
         self.log("loss", loss.detach(), prog_bar=self.device.type == "cpu")
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.method.before_optimizer_step(self.current_epoch)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.method.on_step_end(min(1.0, self.global_step / self.total_steps))

@@ -92,8 +92,8 @@ class FiniteLoss(pl.Callback):
 
 @torch.no_grad()
 def encode(module: pl.LightningModule, indices: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Features of the stored images at ``indices`` from ``module.method.encoder`` in eval mode."""
-    encoder, images = module.method.encoder, module.images
+    """Features of the stored images at ``indices`` from ``module.method.trained_encoder`` in eval mode."""
+    encoder, images = module.method.trained_encoder, module.images
     was_training = encoder.training
     encoder.eval()
     chunks = []

@@ -1,4 +1,5 @@
-"""A PNG grid showing what each augmentation preset does to a few training images."""
+"""A PNG grid showing what each augmentation preset does to a few training images: by default six views, or a
+method's own views (``plan``: SwAV's and DINO's global crops, then their smaller local crops, drawn to scale)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from medssl.train.augment import PRESETS, build_augment, eval_transform
+from medssl.methods.base import ViewPlan
+from medssl.train.augment import PRESETS, eval_transform
+from medssl.train.views import draw_views, view_augments
 
 LABEL_WIDTH = 96
 """Pixels left of each row for its label (preset name and image number)."""
@@ -32,21 +35,24 @@ def grid_size(image_size: int, n_presets: int, n_images: int, n_views: int) -> t
     return width, height
 
 
-def _views(images: np.ndarray, preset: str, n_views: int, seed: int) -> np.ndarray:
-    """(n_images, n_views, H, W, 3) uint8 augmented views; all images are augmented together per view."""
+def _views(images: np.ndarray, preset: str, plan: ViewPlan, seed: int) -> list[np.ndarray]:
+    """The plan's views, each (n_images, h, w, 3) uint8: global crops first, then the smaller local crops."""
     batch = eval_transform(images)
-    augment = build_augment(preset, images.shape[1], images.shape[-1])  # type: ignore[arg-type]
+    augments = view_augments(preset, images.shape[1], images.shape[-1], plan)  # type: ignore[arg-type]
     torch.manual_seed(seed)
     with torch.no_grad():
-        views = torch.stack([augment(batch) for _ in range(n_views)], dim=1)
-    views = views.expand(-1, -1, 3, -1, -1) if views.shape[2] == 1 else views
-    return (views.permute(0, 1, 3, 4, 2) * 255).round().to(torch.uint8).numpy()
+        views = draw_views(batch, plan, *augments)
+    out = []
+    for view in (*views.global_crops, *views.local_crops):
+        view = view.expand(-1, 3, -1, -1) if view.shape[1] == 1 else view
+        out.append((view.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy())
+    return out
 
 
-def _to_rgb_tile(image: np.ndarray, tile: int) -> Image.Image:
+def _to_rgb_tile(image: np.ndarray, factor: int) -> Image.Image:
+    """``image`` enlarged ``factor`` times (nearest neighbour): a local crop stays smaller than a global one."""
     if image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
-    factor = tile // image.shape[0]
     return Image.fromarray(image.repeat(factor, 0).repeat(factor, 1), "RGB")
 
 
@@ -57,8 +63,10 @@ def augment_preview(
     n_images: int = 4,
     n_views: int = 6,
     seed: int = 0,
+    plan: ViewPlan | None = None,
 ) -> Path:
-    """Write a grid: per preset, ``n_images`` rows of an original image and ``n_views`` augmented views of it.
+    """Write a grid: per preset, ``n_images`` rows of an original image and ``n_views`` augmented views of it,
+    or with ``plan`` (a method's ``view_plan``) the views that method trains on, each crop size to scale.
 
     ``images_uint8`` is (N, H, W, C) uint8 with C = 1 or 3 (square images, e.g. a training split); the images
     shown are drawn from it with ``seed``, and the views are repeatable for a given ``seed``.
@@ -75,21 +83,27 @@ def augment_preview(
     chosen = np.sort(np.random.default_rng(seed).choice(len(images), n_images, replace=False))
     sample = np.ascontiguousarray(images[chosen])
 
+    plan = plan or ViewPlan(global_crops=n_views)
+    n_views = plan.global_crops + plan.local_crops
     tile = tile_size(images.shape[1])
+    factor = tile // images.shape[1]
     canvas = Image.new("RGB", grid_size(images.shape[1], len(names), n_images, n_views), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
     draw.text((LABEL_WIDTH + GAP, 4), "original", fill=(0, 0, 0), font=font)
-    draw.text((LABEL_WIDTH + GAP + tile + GAP, 4), f"{n_views} augmented views", fill=(0, 0, 0), font=font)
+    heading = f"{n_views} augmented views"
+    if plan.local_crops:
+        heading = f"{plan.global_crops} global crops, {plan.local_crops} local crops"
+    draw.text((LABEL_WIDTH + GAP + tile + GAP, 4), heading, fill=(0, 0, 0), font=font)
     for p, name in enumerate(names):
-        views = _views(sample, name, n_views, seed)
+        views = _views(sample, name, plan, seed)
         for i in range(n_images):
             top = HEADER_HEIGHT + (p * n_images + i) * (tile + GAP)
             draw.text((GAP, top + tile // 2 - 12), name, fill=(0, 0, 0), font=font)
             draw.text((GAP, top + tile // 2 + 2), f"image {chosen[i]}", fill=(90, 90, 90), font=font)
-            row = [sample[i], *views[i]]
+            row = [sample[i], *(view[i] for view in views)]
             for j, image in enumerate(row):
-                canvas.paste(_to_rgb_tile(image, tile), (LABEL_WIDTH + GAP + j * (tile + GAP), top))
+                canvas.paste(_to_rgb_tile(image, factor), (LABEL_WIDTH + GAP + j * (tile + GAP), top))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out_path)

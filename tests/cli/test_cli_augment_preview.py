@@ -47,3 +47,16 @@ def test_augment_preview_reads_a_data_config_with_set_and_options_over_it(tmp_pa
         assert result.exit_code == 0, result.output
         with Image.open(out) as png:
             assert png.size == grid_size(size, 1, 4, 6), extra
+
+
+def test_cli_augment_preview_shows_a_methods_views(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MEDSSL_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "preview.png"
+    args = ["augment-preview", "--data", "synthetic", "--image-size", "32", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--method", "dino"])
+    assert result.exit_code == 0, result.output
+    assert "dino's views" in result.output
+    with Image.open(out) as png:
+        assert png.size == grid_size(32, 1, 4, 8)  # 2 global and 6 local crops
+    result = CliRunner().invoke(app, [*args, "--method", "nope"])
+    assert isinstance(result.exception, ConfigError)

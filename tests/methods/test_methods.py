@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from medssl.errors import ConfigError
 from medssl.methods import METHODS, STUDY_METHODS, build_method
+from medssl.methods.base import ViewPlan, Views
 from medssl.models import build_encoder
+
+
+def fixed_views(plan: ViewPlan, images: torch.Tensor) -> Views:
+    """Deterministic views of ``images`` for ``plan``: the images and their mirror images as the global crops
+    (more turn by quarter turns), a corner of each enlarged to the local side as the local crops."""
+    turns = [images, images.flip(-1)] + [images.rot90(k, (-2, -1)) for k in range(1, plan.global_crops - 1)]
+    side, half = plan.local_side(images.shape[-1]), images.shape[-1] // 2
+    corners = [images[..., (j // 2 % 2) * half :, (j % 2) * half :][..., :half, :half] for j in range(4)]
+    local = [
+        F.interpolate(corners[j % 4], size=(side, side), mode="bilinear") for j in range(plan.local_crops)
+    ]
+    return Views(tuple(turns[: plan.global_crops]), tuple(local))
 
 
 def test_registry_holds_the_study_methods_and_more() -> None:
     assert set(STUDY_METHODS) <= set(METHODS)
-    assert {"byol", "barlowtwins", "mocov2"} <= set(METHODS)
+    assert {"byol", "barlowtwins", "mocov2", "swav", "dino"} <= set(METHODS)
     with pytest.raises(ConfigError, match="unknown"):
         build_method("nope", build_encoder("resnet18"))
 
@@ -55,14 +69,15 @@ def test_loss_falls_on_a_tiny_set(name: str, tiny_data) -> None:
     options = {"queue_size": 64} if name == "mocov2" else {}
     method = build_method(name, build_encoder("resnet18"), **options)
     images = torch.from_numpy(tiny_data.images[:32]).permute(0, 3, 1, 2).float() / 255
-    view0, view1 = images, images.flip(-1)  # two fixed views: the objective is deterministic
+    views = fixed_views(method.view_plan, images)  # fixed views: the objective is deterministic
     optimizer = torch.optim.SGD(method.parameters(), lr=method.default_lr, momentum=0.9)
     losses = []
     for step in range(12):
-        loss = method.loss(view0, view1)
-        assert torch.isfinite(loss)
+        loss = method.training_loss(views)
+        assert torch.isfinite(loss) and loss.shape == ()
         optimizer.zero_grad()
         loss.backward()
+        method.before_optimizer_step(epoch=1)
         optimizer.step()
         method.on_step_end(step / 12)
         losses.append(loss.item())

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from medssl.methods.base import ViewPlan
 from medssl.train.augment import (
     PRESETS,
     HEDJitter,
@@ -174,3 +175,19 @@ def test_preview_png_size_and_original_tiles(tmp_path) -> None:
     np.testing.assert_array_equal(first[::factor, ::factor], images[chosen[0], :, :, 0])
     view = pixels[HEADER_HEIGHT : HEADER_HEIGHT + tile, left + tile + GAP : left + 2 * tile + GAP]
     assert (view[..., 0] == view[..., 1]).all() and not np.array_equal(view[::factor, ::factor, 0], first)
+
+
+def test_preview_of_a_multi_crop_plan_draws_local_crops_to_scale(tmp_path) -> None:
+    images = (np.random.default_rng(0).random((10, SIZE, SIZE, 3)) * 200 + 20).astype(np.uint8)
+    plan = ViewPlan(global_crops=2, local_crops=3)
+    out = augment_preview(images, ["generic"], tmp_path / "p.png", n_images=2, seed=0, plan=plan)
+    with Image.open(out) as png:
+        assert png.size == grid_size(SIZE, 1, 2, 5)
+        pixels = np.asarray(png.convert("RGB"))
+    tile, half = tile_size(SIZE), tile_size(SIZE) // 2
+    rows = slice(HEADER_HEIGHT, HEADER_HEIGHT + tile)
+    for j in range(1, 6):  # the original, 2 global crops, then 3 local crops of half the side
+        left = LABEL_WIDTH + GAP + j * (tile + GAP)
+        drawn = pixels[rows, left : left + tile]
+        blank = (drawn == 255).all(axis=-1)
+        assert blank[:half, half:].all() == blank[half:].all() == (j >= 3), j

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pytorch_lightning as pl
 import torch
 
@@ -71,9 +72,14 @@ def test_compiled_step_gives_the_eager_loss_trajectory(
     assert float(difference.norm() / norm.norm()) < 2e-2
 
 
-def test_step_traces_as_one_graph(pixel_cache: Path, tiny_data) -> None:
-    """Gather, both views' augmentation, forward and loss: one graph, no break, no host sync."""
-    module = build_module(_config(pixel_cache, compile_step=True), tiny_data)
+@pytest.mark.parametrize("method", ["simclr", "swav", "dino"])
+def test_step_traces_as_one_graph(pixel_cache: Path, tiny_data, method: str) -> None:
+    """Gather, every view's augmentation, forward and loss: one graph, no break, no host sync (SwAV with its
+    queue in use, DINO with its teacher)."""
+    config = _config(pixel_cache, compile_step=True).model_copy(update={"method": method})
+    module = build_module(config, tiny_data)
+    if method == "swav":
+        module.method.use_queue = True
     torch._dynamo.reset()
     explanation = torch._dynamo.explain(module.step_loss)(module.batches.indices[:16])
     assert explanation.graph_break_count == 0, explanation.break_reasons
