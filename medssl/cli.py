@@ -125,8 +125,8 @@ def augment_preview_command(
 
     Options given here override the same keys of --config and --set.
     """
+    from medssl.common.augment import PRESETS, detect_preset
     from medssl.data.dataset import prepare_data
-    from medssl.train.augment import PRESETS, detect_preset
     from medssl.train.preview import augment_preview
 
     choices = (*PRESETS, "all", "auto")

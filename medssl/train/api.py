@@ -17,6 +17,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerStatus
 
+from medssl.common.augment import build_augment, detect_preset
 from medssl.data.dataset import PreparedData, prepare_data
 from medssl.data.pools import Pool, pretrain_pool
 from medssl.errors import ConfigError, DataError, Interrupted
@@ -35,7 +36,6 @@ from medssl.rundir.settings import (
     refuse_changed,
     settings_key,
 )
-from medssl.train.augment import build_augment, detect_preset
 from medssl.train.checkpoint import AtomicCheckpointIO
 from medssl.train.config import PretrainConfig, Recipe, plan_epochs, resolve_recipe
 from medssl.train.loader import IndexBatches, index_loader

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from medssl.train.augment import PRESETS, build_augment, eval_transform
+from medssl.common.augment import PRESETS, build_augment, eval_transform
 
 LABEL_WIDTH = 96
 """Pixels left of each row for its label (preset name and image number)."""

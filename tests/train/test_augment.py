@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from medssl.train.augment import (
+from medssl.common.augment import (
     PRESETS,
     HEDJitter,
     RandomRot90,

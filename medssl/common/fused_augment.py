@@ -1,7 +1,7 @@
 """The presets' augmentation as one fused, device-side, graph-capturable sequence.
 
-:class:`FusedAugment` applies a :class:`~medssl.train.augment.PresetSpec` with the same parameter
-distributions as the kornia path (:func:`~medssl.train.augment.build_augment`), but:
+:class:`FusedAugment` applies a :class:`~medssl.common.augment.PresetSpec` with the same parameter
+distributions as the kornia path (:func:`~medssl.common.augment.build_augment`), but:
 
 * every random parameter is drawn on the batch's device, in one call per parameter for the whole batch;
 * nothing is read back to the host and every shape is static: a step that is not applied to an image is
@@ -34,7 +34,7 @@ from kornia.enhance import (
 from kornia.filters import gaussian_blur2d
 from torch import nn
 
-from medssl.train.augment import (
+from medssl.common.augment import (
     BLUR_SIGMA_MIN,
     SPECS,
     PresetSpec,
@@ -156,7 +156,7 @@ class FusedAugment(nn.Module):
 
     # -- intensity ------------------------------------------------------------------------------------
     def stain(self, x: torch.Tensor) -> torch.Tensor:
-        """Tellez's HED jitter, the same rule and draws as :class:`~medssl.train.augment.HEDJitter`; colour only."""
+        """Tellez's HED jitter, the same rule and draws as :class:`~medssl.common.augment.HEDJitter`; colour only."""
         sigma = self.spec.hed_sigma
         if sigma == 0 or x.shape[1] != 3:
             return x

@@ -1,4 +1,5 @@
-"""Batched, GPU-friendly augmentation presets for self-supervised pre-training, chosen by image modality.
+"""Batched, GPU-friendly augmentation presets chosen by image modality, shared by self-supervised
+pre-training (its views) and fine-tuning.
 
 Every preset is an ``nn.Module`` that takes a whole batch of float images in [0, 1], shape (B, C, H, W) with
 C = 1 or 3, on any device, and returns a batch of the same shape in [0, 1] where each image was augmented
@@ -246,7 +247,7 @@ def build_augment(
 ) -> nn.Module:
     """The augmentation module of a preset for (B, ``channels``, H, W) float batches in [0, 1].
 
-    ``backend``: ``fused`` (default) is :class:`medssl.train.fused_augment.FusedAugment`, drawn on the device
+    ``backend``: ``fused`` (default) is :class:`medssl.common.fused_augment.FusedAugment`, drawn on the device
     and graph-capturable; ``kornia`` chains kornia's augmentation modules (the reference the fused path is
     tested against). Both draw from the same distributions (:data:`SPECS`).
 
@@ -270,7 +271,7 @@ def build_augment(
     if channels not in (1, 3):
         raise ValueError(f"augmentation needs 1 or 3 channels, got {channels}")
     if backend == "fused":
-        from medssl.train.fused_augment import FusedAugment  # it builds on this module
+        from medssl.common.fused_augment import FusedAugment  # it builds on this module
 
         return FusedAugment(preset, image_size, channels)
     return Augment(preset, image_size, channels, _kornia_steps(SPECS[preset], image_size, channels))
