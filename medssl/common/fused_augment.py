@@ -99,7 +99,8 @@ def crop_boxes(
 class FusedAugment(nn.Module):
     """A preset applied to a float batch (B, C, H, W) in [0, 1] → (B, C, size, size), all on the device."""
 
-    def __init__(self, preset: str, image_size: int, channels: int) -> None:
+    def __init__(self, preset: str, image_size: int, channels: int, spec: PresetSpec | None = None) -> None:
+        """``spec`` replaces the preset's own (``SPECS[preset]``), e.g. its ``light_spec`` for fine-tuning."""
         super().__init__()
         if preset not in SPECS:
             raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(SPECS)}")
@@ -108,7 +109,7 @@ class FusedAugment(nn.Module):
         self.preset = preset
         self.image_size = image_size
         self.channels = channels
-        self.spec: PresetSpec = SPECS[preset]
+        self.spec: PresetSpec = SPECS[preset] if spec is None else spec
         self.blur_kernel, self.blur_sigma_max = blur_settings(image_size)
 
     def extra_repr(self) -> str:
