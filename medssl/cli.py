@@ -451,7 +451,11 @@ def evaluate_command(
         typer.Option(help="'balanced' reweights classes in the probe and fine-tuning (default: none)."),
     ] = None,
     finetune_epochs: Annotated[
-        int | None, typer.Option(help="Epoch budget of fine-tuning (early stopping) (default: 30).")
+        int | None,
+        typer.Option(
+            help="Fine-tuning passes over the labelled images, at least finetune_min_steps optimiser steps "
+            "(--set finetune_min_steps=N); also its number of validations (default: 30)."
+        ),
     ] = None,
     bootstrap: Annotated[
         int | None, typer.Option(help="Bootstrap resamples for the 95% CIs (default: 1000).")
