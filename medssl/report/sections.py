@@ -7,6 +7,7 @@ import numpy as np
 from medssl.report.context import Context, note, provenance, slug
 from medssl.report.crossval import comparison_section, fold_blocks
 from medssl.report.document import Block, Cell, Code, Document, Inline, Paragraph, Section, Span, Table
+from medssl.report.finetune_rule import finetune_rule_blocks
 from medssl.report.plots import (
     augment_blocks,
     confusion_blocks,
@@ -185,6 +186,7 @@ def dataset_section(run: RunDir, dataset: str, index: int, n_bootstrap: int) -> 
         *([Paragraph([Span(warning)], "note")] if warning else []),
         table_block(table, ctx.folds),
         provenance(run, "results.csv"),
+        *finetune_rule_blocks(ctx),
         *fold_blocks(ctx),
         *verdict_blocks(ctx),
         *scaling_blocks(ctx),
