@@ -143,10 +143,10 @@ def augment_preview_command(
 
     Options given here override the same keys of --config and --set.
     """
+    from medssl.common.augment import PRESETS, detect_preset
     from medssl.data.dataset import prepare_data
     from medssl.methods import method_class
     from medssl.rundir.paths import picture_path
-    from medssl.train.augment import PRESETS, detect_preset
     from medssl.train.preview import augment_preview
 
     choices = (*PRESETS, "all", "auto")
@@ -503,7 +503,11 @@ def evaluate_command(
         typer.Option(help="'balanced' reweights classes in the probe and fine-tuning (default: none)."),
     ] = None,
     finetune_epochs: Annotated[
-        int | None, typer.Option(help="Epoch budget of fine-tuning (early stopping) (default: 30).")
+        int | None,
+        typer.Option(
+            help="Fine-tuning passes over the labelled images, at least finetune_min_steps optimiser steps "
+            "(--set finetune_min_steps=N); also its number of validations (default: 30)."
+        ),
     ] = None,
     bootstrap: Annotated[
         int | None, typer.Option(help="Bootstrap resamples for the 95% CIs (default: 1000).")

@@ -228,13 +228,15 @@ def evaluate_finetune(
     batch_size: int = 64,
     device: str = "cpu",
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Fine-tune ``encoder`` + a linear head on the labelled subset; row and test probabilities.
+    """Fine-tune ``encoder`` + a linear head on the labelled subset (LP-FT, ``medssl.evaluate.finetune``);
+    row and test probabilities.
 
-    ``settings`` gives the epoch budget, patience, class weight and bootstrap (default: ``EvaluationConfig()``'s).
-
-    Training and validation labels are subsampled exactly as in ``evaluate_cell``; up-down flips are added
-    for histology data.
+    ``settings`` gives the step budget (``finetune_epochs``, ``finetune_min_steps``), patience, class weight and
+    bootstrap (default: ``EvaluationConfig()``'s). Training and validation labels are subsampled exactly as in
+    ``evaluate_cell``, so the head starts from the same probe as the ``linear`` cell; the training batches get
+    the light version of the data's augmentation preset (``detect_preset``).
     """
+    from medssl.common.augment import detect_preset
     from medssl.evaluate.finetune import finetune  # Lightning is imported only when fine-tuning
 
     check_fraction(label_fraction)
@@ -252,11 +254,12 @@ def evaluate_finetune(
         data.images[test_index],
         n_classes,
         seed=seed,
-        max_epochs=settings.finetune_epochs,
+        epochs=settings.finetune_epochs,
+        min_steps=settings.finetune_min_steps,
         patience=settings.patience,
         batch_size=batch_size,
         class_weight=settings.class_weight,
-        vertical_flips=data.table.modality == "histology",
+        augment=detect_preset(data.table.modality, data.channels),
         device=device,
     )
     row = {
@@ -267,9 +270,12 @@ def evaluate_finetune(
         "n_val": len(val_index),
         "n_test": len(test_index),
         **score_predictions(labels[test_index], result.test_prob, settings.n_bootstrap, seed),
-        "best_epoch": result.best_epoch,
-        "epochs_run": result.epochs_run,
+        "steps": result.steps,
+        "steps_run": result.steps_run,
+        "best_step": result.best_step,
         "val_balanced_accuracy": result.val_balanced_accuracy,
+        "probe_C": result.probe_C,
+        "probe_val_balanced_accuracy": result.probe_val_balanced_accuracy,
     }
     row["wall_s"] = round(time.perf_counter() - start, 3)
     return row, result.test_prob

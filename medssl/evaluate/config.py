@@ -30,8 +30,18 @@ class EvaluationConfig(StrictModel):
         None, description="'balanced' reweights classes in the probe and fine-tuning; None: unweighted"
     )
     n_bootstrap: int = Field(1000, ge=100, description="Bootstrap resamples of the 95% CIs")
-    finetune_epochs: int = Field(30, ge=1, description="Epoch budget of fine-tuning (early stopping)")
-    patience: int = Field(5, ge=1, description="Fine-tuning epochs without a better validation score")
+    finetune_epochs: int = Field(
+        30,
+        ge=1,
+        description="Fine-tuning budget in passes over the labelled images (at least finetune_min_steps "
+        "steps), and the number of validations, evenly spaced",
+    )
+    finetune_min_steps: int = Field(
+        200, ge=1, description="Fewest optimiser steps of fine-tuning, however few the labelled images"
+    )
+    patience: int = Field(
+        5, ge=1, description="Fine-tuning validations without a better score before it stops"
+    )
 
     @field_validator("protocols")
     @classmethod

@@ -25,6 +25,31 @@ class ProbeResult:
     C: float
     val_balanced_accuracy: float
     val_scores: dict[float, float]
+    weight: np.ndarray
+    """(n_classes, D): with ``bias``, the chosen probe as a linear map of raw (unstandardised) features whose
+    softmax is its probabilities: the head that fine-tuning starts from (LP-FT)."""
+    bias: np.ndarray
+    """(n_classes,)."""
+
+
+MISSING_CLASS_LOGIT = -1e4
+"""The logit of a class absent from the training labels (its probability is 0, as ``_full_proba`` gives)."""
+
+
+def _raw_linear_map(
+    model: LogisticRegression, scaler: StandardScaler, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(weight, bias) on raw features equal to ``model`` on standardised ones: W/σ and b - (W/σ)·μ. A binary
+    model's single row z becomes the logits (0, z), whose softmax is (1 - σ(z), σ(z))."""
+    coef, intercept = model.coef_, model.intercept_
+    if len(model.classes_) == 2:
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.array([0.0, intercept[0]])
+    weight = np.zeros((n_classes, coef.shape[1]))
+    bias = np.full(n_classes, MISSING_CLASS_LOGIT)
+    weight[model.classes_] = coef / scaler.scale_
+    bias[model.classes_] = intercept - weight[model.classes_] @ scaler.mean_
+    return weight, bias
 
 
 def _full_proba(model: LogisticRegression, x: np.ndarray, n_classes: int) -> np.ndarray:
@@ -39,7 +64,7 @@ def linear_probe(
     train_y: np.ndarray,
     val_x: np.ndarray,
     val_y: np.ndarray,
-    test_x: np.ndarray,
+    test_x: np.ndarray | None,
     n_classes: int,
     c_grid: tuple[float, ...] = C_GRID,
     class_weight: str | None = None,
@@ -51,6 +76,7 @@ def linear_probe(
     Ties in balanced accuracy go to the lower validation log-loss. Features are standardised with the
     training features' mean and standard deviation. ``class_weight="balanced"`` reweights classes inversely to
     their training frequency. The kept probe is the one fitted on train (validation labels only choose C).
+    ``test_x`` None: only the probe is wanted (``test_prob`` is empty).
     BLAS/OpenMP run on ``n_threads`` threads (None: library default): on a shared machine one thread is
     several times faster than two contending ones for probe-sized problems.
     """
@@ -63,16 +89,17 @@ def _fit_grid(
     train_y: np.ndarray,
     val_x: np.ndarray,
     val_y: np.ndarray,
-    test_x: np.ndarray,
+    test_x: np.ndarray | None,
     n_classes: int,
     c_grid: tuple[float, ...],
     class_weight: str | None,
     max_iter: int,
 ) -> ProbeResult:
     scaler = StandardScaler().fit(train_x)
-    train_s, val_s, test_s = (scaler.transform(x) for x in (train_x, val_x, test_x))
+    train_s, val_s = scaler.transform(train_x), scaler.transform(val_x)
+    test_s = None if test_x is None else scaler.transform(test_x)
     model = LogisticRegression(class_weight=class_weight, max_iter=max_iter, warm_start=True)
-    best: tuple[tuple[float, float], float, np.ndarray] | None = None
+    best: tuple[tuple[float, float], float, np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None
     scores: dict[float, float] = {}
     for c in sorted(c_grid):
         model.set_params(C=c)
@@ -84,6 +111,8 @@ def _fit_grid(
         loss = float(-np.mean(np.log(np.maximum(val_prob[np.arange(len(val_y)), val_y], 1e-12))))
         scores[c] = score
         if best is None or (score, -loss) > best[0]:
-            best = ((score, -loss), c, _full_proba(model, test_s, n_classes))
+            test_prob = np.zeros((0, n_classes)) if test_s is None else _full_proba(model, test_s, n_classes)
+            best = ((score, -loss), c, test_prob, _raw_linear_map(model, scaler, n_classes))
     assert best is not None, "empty C grid"
-    return ProbeResult(test_prob=best[2], C=best[1], val_balanced_accuracy=best[0][0], val_scores=scores)
+    (score, _), c, test_prob, (weight, bias) = best
+    return ProbeResult(test_prob, c, score, scores, weight, bias)

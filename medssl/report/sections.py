@@ -20,6 +20,7 @@ from medssl.report.document import (
     Style,
     Table,
 )
+from medssl.report.finetune_rule import finetune_rule_blocks
 from medssl.report.plots import (
     augment_blocks,
     confusion_blocks,
@@ -314,6 +315,7 @@ def dataset_section(run: RunDir, dataset: str, index: int, n_bootstrap: int) -> 
         provenance(run, "results.csv"),
         *fraction_block(tables, ctx.primary_metric, classes, ctx.folds),
         *([provenance(run, "results.csv")] if len(tables) > 1 else []),
+        *finetune_rule_blocks(ctx),
         *fold_blocks(ctx),
         *verdict_blocks(ctx),
         *scaling_blocks(ctx),

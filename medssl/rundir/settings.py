@@ -37,7 +37,7 @@ EVALUATION_BY_PROTOCOL = {
     "knn": ("k", "n_bootstrap"),
     "knn_weighted": ("k", "temperature", "n_bootstrap"),
     "linear": ("class_weight", "n_bootstrap"),
-    "finetune": ("class_weight", "finetune_epochs", "patience", "n_bootstrap"),
+    "finetune": ("class_weight", "finetune_epochs", "finetune_min_steps", "patience", "n_bootstrap"),
 }
 """The evaluation settings each protocol's result depends on (a new k does not redo the linear probe)."""
 

@@ -403,7 +403,7 @@ class StudyRunner:
         path = self.out / data.name / "augment_preview.png"
         if path.exists():
             return
-        from medssl.train.augment import detect_preset
+        from medssl.common.augment import detect_preset
         from medssl.train.preview import augment_preview
 
         preset = self.study.pretrain.augment

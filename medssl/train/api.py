@@ -17,6 +17,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerStatus
 
+from medssl.common.augment import detect_preset
 from medssl.common.lightning import quiet_lightning_logs
 from medssl.data.dataset import PreparedData, prepare_data
 from medssl.data.pools import Pool, pretrain_pool
@@ -38,7 +39,6 @@ from medssl.rundir.settings import (
     refuse_changed,
     settings_key,
 )
-from medssl.train.augment import detect_preset
 from medssl.train.checkpoint import AtomicCheckpointIO
 from medssl.train.config import PretrainConfig, Recipe, plan_epochs, resolve_recipe
 from medssl.train.loader import IndexBatches, index_loader

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from medssl.common.augment import PRESETS, eval_transform
 from medssl.methods.base import ViewPlan
-from medssl.train.augment import PRESETS, eval_transform
 from medssl.train.views import draw_views, view_augments
 
 LABEL_WIDTH = 96

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from medssl.common.augment import SPECS, AugmentBackend, Preset, build_augment
 from medssl.methods.base import ViewPlan, Views
-from medssl.train.augment import SPECS, AugmentBackend, Preset, build_augment
 
 LOCAL_SCALE_MIN = 0.05
 """Smallest area share of a local crop, as in SwAV's and DINO's multi-crop (0.05)."""

@@ -58,7 +58,12 @@ def test_evaluate_encoder_end_to_end(tiny_data, encoder, tmp_path) -> None:
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     protocols = ["knn", "knn_weighted", "linear", "finetune"]
     settings = EvaluationConfig(
-        protocols=protocols, label_fractions=[0.1, 1.0], k=5, n_bootstrap=200, finetune_epochs=1
+        protocols=protocols,
+        label_fractions=[0.1, 1.0],
+        k=5,
+        n_bootstrap=200,
+        finetune_epochs=1,
+        finetune_min_steps=2,
     )
     rows = evaluate_encoder(encoder, tiny_data, tmp_path, settings)
     assert len(rows) == 8

@@ -47,3 +47,25 @@ def test_balanced_class_weight_raises_minority_recall() -> None:
     minority = test[1] == 1
     recall = [np.mean(r.test_prob.argmax(1)[minority] == 1) for r in (plain, balanced)]
     assert recall[1] > recall[0]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_the_probe_as_a_linear_map_of_raw_features_gives_its_probabilities() -> None:
+    """LP-FT starts its head from (weight, bias): on raw features they must reproduce the probe exactly, for a
+    binary probe, a multiclass one and one whose training labels lack a class."""
+    rng = np.random.default_rng(0)
+    for n_classes, present in ((2, 2), (4, 4), (4, 3)):
+        labels = rng.integers(0, present, 200)
+        features = rng.normal(5, 3, (200, 8)) * rng.uniform(0.1, 10, 8)  # far from standardised
+        features[:, 0] += 4 * labels
+        result = linear_probe(features, labels, features[:50], labels[:50], features, n_classes)
+        assert result.weight.shape == (n_classes, 8) and result.bias.shape == (n_classes,)
+        np.testing.assert_allclose(
+            _softmax(features @ result.weight.T + result.bias), result.test_prob, atol=1e-9
+        )
+    only_probe = linear_probe(features, labels, features[:50], labels[:50], None, 4)
+    assert only_probe.test_prob.shape == (0, 4) and only_probe.C == result.C

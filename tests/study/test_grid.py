@@ -31,8 +31,8 @@ def tiny_study(tmp_path: Path, cache: Path) -> Path:
         "pretrain": {"epochs": 2, "batch_size": 32, "knn_k": 10, "max_steps_per_epoch": 3},
         "baselines": ["random:resnet18"],
         "evaluation": {"protocols": ["knn", "linear"], "finetune": ["random:resnet18"],
-                       "label_fractions": [0.5, 1.0], "k": 10, "finetune_epochs": 1, "patience": 1,
-                       "n_bootstrap": 200},
+                       "label_fractions": [0.5, 1.0], "k": 10, "finetune_epochs": 1, "finetune_min_steps": 2,
+                       "patience": 1, "n_bootstrap": 200},
     }  # fmt: skip
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(study))

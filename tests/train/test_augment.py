@@ -9,8 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from medssl.methods.base import ViewPlan
-from medssl.train.augment import (
+from medssl.common.augment import (
     PRESETS,
     HEDJitter,
     RandomRot90,
@@ -20,6 +19,7 @@ from medssl.train.augment import (
     hed_to_rgb,
     rgb_to_hed,
 )
+from medssl.methods.base import ViewPlan
 from medssl.train.preview import GAP, HEADER_HEIGHT, LABEL_WIDTH, augment_preview, grid_size, tile_size
 
 SIZE = 32

@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy.stats import ks_2samp
 
-from medssl.train.augment import PRESETS, SPECS, build_augment
-from medssl.train.fused_augment import FusedAugment, crop_boxes
+from medssl.common.augment import PRESETS, SPECS, build_augment
+from medssl.common.fused_augment import FusedAugment, crop_boxes
 
 SIZE = 32
 DRAWS = 20_000

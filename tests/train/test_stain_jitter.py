@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from medssl.train.augment import SPECS, HEDJitter, eval_transform, hed_to_rgb, rgb_to_hed
-from medssl.train.fused_augment import FusedAugment
+from medssl.common.augment import SPECS, HEDJitter, eval_transform, hed_to_rgb, rgb_to_hed
+from medssl.common.fused_augment import FusedAugment
 from tests.data.datagen import KATHER_CLASSES, REAL_KATHER
 
 SIZE = 48

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from medssl.common.augment import PRESETS, SPECS, build_augment
 from medssl.methods.base import TWO_VIEWS, ViewPlan
-from medssl.train.augment import PRESETS, SPECS, build_augment
 from medssl.train.views import draw_views, local_crop_scale, view_augments
 
 SIZE = 32

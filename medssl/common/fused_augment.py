@@ -1,7 +1,7 @@
 """The presets' augmentation as one fused, device-side, graph-capturable sequence.
 
-:class:`FusedAugment` applies a :class:`~medssl.train.augment.PresetSpec` with the same parameter
-distributions as the kornia path (:func:`~medssl.train.augment.build_augment`), but:
+:class:`FusedAugment` applies a :class:`~medssl.common.augment.PresetSpec` with the same parameter
+distributions as the kornia path (:func:`~medssl.common.augment.build_augment`), but:
 
 * every random parameter is drawn on the batch's device, in one call per parameter for the whole batch;
 * nothing is read back to the host and every shape is static: a step that is not applied to an image is
@@ -34,14 +34,13 @@ from kornia.enhance import (
 from kornia.filters import gaussian_blur2d
 from torch import nn
 
-from medssl.train.augment import (
+from medssl.common.augment import (
     BLUR_SIGMA_MIN,
     SPECS,
     PresetSpec,
     blur_settings,
     check_batch,
     jitter_stains,
-    preset_spec,
 )
 
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -100,9 +99,9 @@ def crop_boxes(
 class FusedAugment(nn.Module):
     """A preset applied to a float batch (B, C, H, W) in [0, 1] → (B, C, size, size), all on the device."""
 
-    def __init__(
-        self, preset: str, image_size: int, channels: int, crop_scale: tuple[float, float] | None = None
-    ) -> None:
+    def __init__(self, preset: str, image_size: int, channels: int, spec: PresetSpec | None = None) -> None:
+        """``spec`` replaces the preset's own (``SPECS[preset]``): its ``light_spec`` for fine-tuning, or its
+        ``preset_spec`` with a smaller crop range for local crops."""
         super().__init__()
         if preset not in SPECS:
             raise ValueError(f"unknown augmentation preset {preset!r}; choose one of {', '.join(SPECS)}")
@@ -111,7 +110,7 @@ class FusedAugment(nn.Module):
         self.preset = preset
         self.image_size = image_size
         self.channels = channels
-        self.spec: PresetSpec = preset_spec(preset, crop_scale)
+        self.spec: PresetSpec = SPECS[preset] if spec is None else spec
         self.blur_kernel, self.blur_sigma_max = blur_settings(image_size)
 
     def extra_repr(self) -> str:
@@ -160,7 +159,7 @@ class FusedAugment(nn.Module):
 
     # -- intensity ------------------------------------------------------------------------------------
     def stain(self, x: torch.Tensor) -> torch.Tensor:
-        """Tellez's HED jitter, the same rule and draws as :class:`~medssl.train.augment.HEDJitter`; colour only."""
+        """Tellez's HED jitter, the same rule and draws as :class:`~medssl.common.augment.HEDJitter`; colour only."""
         sigma = self.spec.hed_sigma
         if sigma == 0 or x.shape[1] != 3:
             return x
