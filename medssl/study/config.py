@@ -67,6 +67,28 @@ class SlurmSettings(StrictModel):
     )
 
 
+class SslEncoder(StrictModel):
+    """One SSL encoder beyond the ``methods`` × ``backbones`` × ``inits`` grid (e.g. SimCLR continued from
+    ImageNet EfficientNet-Lite0 beside random-init ResNet-18 methods), with its own batch size or epochs."""
+
+    method: str
+    backbone: str
+    init: Literal["random", "imagenet", "pretrained"] = "imagenet"
+    batch_size: int | None = Field(None, ge=2, description="Its batch size (default: pretrain.batch_size)")
+    epochs: int | None = Field(None, ge=1, description="Its epochs (default: pretrain.epochs)")
+
+    @field_validator("method")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return known_method(value)
+
+    def recipe(self) -> dict[str, int]:
+        """The pretrain settings it sets for itself."""
+        return {
+            k: v for k, v in {"batch_size": self.batch_size, "epochs": self.epochs}.items() if v is not None
+        }
+
+
 class StudyConfig(StrictModel):
     """What ``medssl benchmark`` runs; see configs/*.yaml for examples."""
 
@@ -76,6 +98,10 @@ class StudyConfig(StrictModel):
     inits: list[Literal["random", "imagenet", "pretrained"]] = Field(
         ["random"],
         description="SSL starting weights: random, imagenet, or pretrained (a timm:<name> backbone's own weights)",
+    )
+    ssl_encoders: list[SslEncoder] = Field(
+        default_factory=list,
+        description="SSL encoders beyond the grid: {method, backbone, init (default imagenet), batch_size, epochs}",
     )
     pretrain_seeds: int = Field(1, ge=1)
     pretrain_fractions: list[float] = Field(
@@ -137,6 +163,27 @@ class StudyConfig(StrictModel):
                 stacklevel=2,
             )
         return self
+
+    @model_validator(mode="after")
+    def _extra_encoders_not_in_grid(self) -> StudyConfig:
+        grid = {(m, b, i) for m in self.methods for b in self.backbones for i in self.inits}
+        seen: set[tuple[str, str, str]] = set()
+        for extra in self.ssl_encoders:
+            key = (extra.method, extra.backbone, extra.init)
+            if key in grid or key in seen:
+                raise ValueError(f"ssl_encoders: {'/'.join(key)} is listed twice (or is already in the grid)")
+            seen.add(key)
+        return self
+
+    def ssl_cells(self) -> list[SslEncoder]:
+        """Every SSL encoder the study pre-trains: the grid's, then ``ssl_encoders``."""
+        grid = [
+            SslEncoder(method=m, backbone=b, init=i)
+            for m in self.methods
+            for b in self.backbones
+            for i in self.inits
+        ]
+        return [*grid, *self.ssl_encoders]
 
     @field_validator("baselines", "evaluation")
     @classmethod

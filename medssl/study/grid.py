@@ -105,18 +105,22 @@ def encoder_suffix(pool: float, seed: int) -> str:
 def ssl_jobs(study: StudyConfig, data_config: DataConfig) -> list[EncoderJob]:
     finetune = "ssl" in study.evaluation.finetune
     jobs = []
-    for method in study.methods:
-        for backbone in study.backbones:
-            for init in study.inits:
-                for pool in study.pretrain_fractions:
-                    for seed in range(study.pretrain_seeds):
-                        cell = {"method": method, "backbone": backbone, "init": init, "seed": seed}
-                        config = study.pretrain.model_copy(
-                            update={**cell, "pool_fraction": pool, "data": data_config, "progress_bar": False}
-                        )
-                        name = path_safe(backbone)  # timm:<name> -> timm-<name>
-                        encoder_id = f"{method}-{name}-{init}{encoder_suffix(pool, seed)}"
-                        jobs.append(EncoderJob(encoder_id, pretrain=config, finetune=finetune))
+    for ssl in study.ssl_cells():
+        for pool in study.pretrain_fractions:
+            for seed in range(study.pretrain_seeds):
+                cell = {"method": ssl.method, "backbone": ssl.backbone, "init": ssl.init, "seed": seed}
+                config = study.pretrain.model_copy(
+                    update={
+                        **ssl.recipe(),
+                        **cell,
+                        "pool_fraction": pool,
+                        "data": data_config,
+                        "progress_bar": False,
+                    }
+                )
+                name = path_safe(ssl.backbone)  # timm:<name> -> timm-<name>
+                encoder_id = f"{ssl.method}-{name}-{ssl.init}{encoder_suffix(pool, seed)}"
+                jobs.append(EncoderJob(encoder_id, pretrain=config, finetune=finetune))
     return jobs
 
 

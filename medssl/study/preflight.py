@@ -36,8 +36,8 @@ def imagenet_backbones(study: StudyConfig) -> list[str]:
     inits (``timm:`` backbones are checked by ``backbone_problems``)."""
     specs = [*study.baselines, *study.evaluation.finetune]
     names = [spec.partition(":")[2] for spec in specs if spec.startswith("imagenet:")]
-    if "imagenet" in study.inits and study.methods:
-        names += [name for name in study.backbones if not name.startswith(TIMM_PREFIX)]
+    cells = study.ssl_cells()
+    names += [c.backbone for c in cells if c.init == "imagenet" and not c.backbone.startswith(TIMM_PREFIX)]
     return list(dict.fromkeys(names))
 
 
@@ -54,9 +54,7 @@ def spec_problems(study: StudyConfig) -> list[str]:
 
 def ssl_backbone_problems(study: StudyConfig) -> list[str]:
     """Each SSL backbone under each init: known, takes every dataset's image size, its weights load."""
-    if not study.methods:
-        return []
-    pairs = [(name, init) for name in study.backbones for init in study.inits]
+    pairs = list(dict.fromkeys((cell.backbone, cell.init) for cell in study.ssl_cells()))
     found = [p for name, init in pairs for p in backbone_problems(name, init, image_sizes(study))]
     return list(dict.fromkeys(found))
 
@@ -125,10 +123,9 @@ def _parameter_bytes(backbone: str) -> int:
 
 def estimated_checkpoint_bytes(study: StudyConfig) -> int:
     """Rough disk need of the SSL runs: ``WEIGHT_COPIES_PER_RUN`` copies of each backbone's weights."""
-    runs_per_backbone = len(study.datasets) * len(study.methods) * len(study.inits) * study.pretrain_seeds
-    runs_per_backbone *= len(study.pretrain_fractions)
-    per_run = {name: WEIGHT_COPIES_PER_RUN * _parameter_bytes(name) for name in study.backbones}
-    return sum(runs_per_backbone * size for size in per_run.values())
+    runs_per_cell = len(study.datasets) * study.pretrain_seeds * len(study.pretrain_fractions)
+    sizes = {name: _parameter_bytes(name) for name in {cell.backbone for cell in study.ssl_cells()}}
+    return sum(runs_per_cell * WEIGHT_COPIES_PER_RUN * sizes[cell.backbone] for cell in study.ssl_cells())
 
 
 def output_problems(study: StudyConfig, out: Path) -> list[str]:

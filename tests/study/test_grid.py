@@ -151,3 +151,30 @@ def test_the_pretrain_template_reaches_every_cell_and_refuses_per_cell_keys(tmp_
         assert job.pretrain.knn_bank_size == 100 and not job.pretrain.progress_bar
     with pytest.raises(ConfigError, match="pretrain: Value error, method vary per cell"):
         load_study(path, ["pretrain.method=byol"])
+
+
+def test_an_extra_ssl_encoder_beside_the_grid_trains_from_imagenet_with_its_own_batch(
+    tmp_path: Path, pixel_cache: Path
+) -> None:
+    import json
+
+    path = tiny_study(tmp_path, pixel_cache)
+    study = yaml.safe_load(path.read_text())
+    study["methods"] = ["simclr"]
+    study["ssl_encoders"] = [{"method": "simclr", "backbone": "efficientnet_lite0", "batch_size": 16}]
+    study["evaluation"].update(protocols=["knn"], finetune=[], label_fractions=[1.0])
+    path.write_text(yaml.safe_dump(study))
+    run = run_study(load_study(path), tmp_path / "run", show_progress=False)
+    assert {r["encoder"] for r in rows(run)} == {
+        "simclr-resnet18-random",
+        "simclr-efficientnet_lite0-imagenet",
+        "random-resnet18",
+    }
+    meta = json.loads(next(run.rglob("simclr-efficientnet_lite0-imagenet/encoder.json")).read_text())
+    assert (meta["init"], meta["recipe"]["batch_size"], meta["steps"]) == ("imagenet", 16, 6)
+    grid = json.loads(next(run.rglob("simclr-resnet18-random/encoder.json")).read_text())
+    assert grid["recipe"]["batch_size"] == 32
+    study["ssl_encoders"] = [{"method": "simclr", "backbone": "resnet18", "init": "random"}]
+    path.write_text(yaml.safe_dump(study))
+    with pytest.raises(ConfigError, match="simclr/resnet18/random is listed twice"):
+        load_study(path)
