@@ -83,6 +83,8 @@ class CurveStyle:
     palette: dict[str, str]
     dashed: set[str] = field(default_factory=set)
     intervals: bool = False
+    floor: dict[str, float] = field(default_factory=dict)
+    """Metric → the score of a classifier that ignores the images (drawn as a grey dotted line)."""
 
 
 def _curves(ax, curves: dict[str, list[CurvePoint]], metric: str, style: CurveStyle) -> None:
@@ -106,6 +108,9 @@ def _curves(ax, curves: dict[str, list[CurvePoint]], metric: str, style: CurveSt
         )
 
 
+FLOOR_LABEL = "Floor (majority class / chance)"
+
+
 def draw_label_efficiency(curves: dict[str, dict[str, list[CurvePoint]]], style: CurveStyle) -> Figure:
     """Accuracy (top) and AUROC (bottom) vs label fraction (log x): panel per protocol, line per curve (an
     encoder, or a kind's best encoder)."""
@@ -116,6 +121,9 @@ def draw_label_efficiency(curves: dict[str, dict[str, list[CurvePoint]]], style:
         for row, (metric, name) in enumerate((("accuracy", "Accuracy (%)"), ("auroc", "AUROC"))):
             ax = axes[row][col]
             _curves(ax, curves[protocol], metric, style)
+            if metric in style.floor:
+                scale = 100.0 if metric == "accuracy" else 1.0
+                ax.axhline(style.floor[metric] * scale, color="#888888", linestyle=":", label=FLOOR_LABEL)
             ax.set_xscale("log")
             ax.grid(True, which="both", alpha=0.25)
             ax.set_ylabel(name if col == 0 else "")

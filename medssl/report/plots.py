@@ -35,17 +35,23 @@ def label_efficiency_blocks(ctx: Context) -> list[Block]:
         return [*blocks, note(text)]
     blocks += kinds_figure_blocks(ctx)
     dashed = {row.info.encoder for row in ctx.table.rows if not row.info.is_ssl}
-    png = figures.to_png(
-        figures.draw_label_efficiency(curves, figures.CurveStyle(ctx.labels, ctx.palette, dashed))
-    )
+    style = figures.CurveStyle(ctx.labels, ctx.palette, dashed, floor=floor_values(ctx))
+    png = figures.to_png(figures.draw_label_efficiency(curves, style))
     caption = [
         Span(
             "Test accuracy (top) and AUROC (bottom) against the fraction of training labels the probe used "
-            "(log scale), one panel per protocol; mean ± sd over seeds. Solid: SSL; dashed: baselines."
+            "(log scale), one panel per protocol; mean ± sd over seeds. Solid: SSL; dashed: baselines"
+            + ("; dotted grey: the floor, the better of majority class and chance." if style.floor else ".")
         )
     ]
     figure = Figure(f"{ctx.key}-label-efficiency", png, caption, "Label-efficiency curves")
     return [*blocks, figure, provenance(ctx.run, "results.csv")]
+
+
+def floor_values(ctx: Context) -> dict[str, float]:
+    """Accuracy and AUROC of the test set's floor (none where the test labels are unknown)."""
+    floor = ctx.table.floor
+    return {} if floor is None else {m: floor.value(m) for m in ("accuracy", "auroc")}
 
 
 def kind_legend(contenders: list[Contender]) -> dict[str, str]:
@@ -60,9 +66,8 @@ def kinds_figure_blocks(ctx: Context) -> list[Block]:
     if len(kinds) < 2 or all(c.key != "foundation" for c in kinds):
         return []
     curves = kind_curves(ctx.by_fraction, kinds, ctx.primary_metric)
-    style = figures.CurveStyle(
-        kind_legend(kinds), figures.colours([c.key for c in CONTENDERS]), intervals=True
-    )
+    palette = figures.colours([c.key for c in CONTENDERS])
+    style = figures.CurveStyle(kind_legend(kinds), palette, intervals=True, floor=floor_values(ctx))
     png = figures.to_png(figures.draw_label_efficiency(curves, style))
     picked = sorted({p.encoder for by_kind in curves.values() for pts in by_kind.values() for p in pts})
     caption = [

@@ -13,7 +13,7 @@ from matplotlib.container import ErrorbarContainer
 
 from medssl.evaluate.compare import Comparison
 from medssl.evaluate.metrics import bootstrap_ci
-from medssl.report.figures import CurveStyle, colours, draw_label_efficiency
+from medssl.report.figures import FLOOR_LABEL, CurveStyle, colours, draw_label_efficiency
 from medssl.report.plots import kind_legend
 from medssl.report.rundir import RunDir
 from medssl.report.tables import CONTENDERS, fraction_tables, kind_curves, kinds_present
@@ -248,3 +248,17 @@ def test_standing_says_who_is_best_from_the_paired_tests(
 ) -> None:
     pairings = [_pairing(a, b, d, p) for (a, b), (d, p) in zip(((0, 1), (0, 2), (1, 2)), tests, strict=True)]
     assert standing(KINDS, pairings) == expected
+
+
+def test_both_label_efficiency_figures_draw_the_floor(threeway) -> None:
+    root, _, md, _ = threeway
+    assert md.count("dotted grey: the floor") == 1  # the per-encoder figure's caption
+    tables = fraction_tables(RunDir.open(root).results, "ds")
+    kinds = kinds_present(tables[0])
+    floor = {"accuracy": 0.5, "auroc": 0.5}  # 50 test images of each of two classes
+    style = CurveStyle(kind_legend(kinds), colours([c.key for c in CONTENDERS]), intervals=True, floor=floor)
+    figure = draw_label_efficiency(kind_curves(tables, kinds), style)
+    assert FLOOR_LABEL in [t.get_text() for t in figure.legends[0].get_texts()]
+    for panel, value in ((figure.axes[0], 50.0), (figure.axes[1], 0.5)):
+        (line,) = [line for line in panel.get_lines() if line.get_label() == FLOOR_LABEL]
+        assert np.allclose(line.get_ydata(), value)
