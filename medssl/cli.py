@@ -136,7 +136,9 @@ def augment_preview_command(
     seed: Annotated[int, typer.Option(help="Picks the images and the random views.")] = 0,
     method: Annotated[
         str | None,
-        typer.Option(help="Show the views this method trains on (swav, dino: global and local crops)."),
+        typer.Option(
+            help="Show the views this method trains on: swav, dino (global and local crops) (default: two views)."
+        ),
     ] = None,
 ) -> None:
     """A PNG grid of training images next to their augmented views, to check a preset before pre-training.
