@@ -193,7 +193,8 @@ def pretrain(
     method: Annotated[
         str | None,
         typer.Option(
-            help="simclr, dclw, simsiam, vicreg, byol, barlowtwins, mocov2, swav, dino (default: simclr)."
+            help="simclr, dclw, simsiam, vicreg, byol, barlowtwins, mocov2, swav, dino, mae (ViT backbones only) "
+            "(default: simclr)."
         ),
     ] = None,
     data: Annotated[

@@ -12,6 +12,7 @@ from medssl.methods.base import SSLMethod
 from medssl.methods.byol import BYOL
 from medssl.methods.dclw import DCLW
 from medssl.methods.dino import DINO
+from medssl.methods.mae import MAE
 from medssl.methods.mocov2 import MoCoV2
 from medssl.methods.simclr import SimCLR
 from medssl.methods.simsiam import SimSiam
@@ -29,6 +30,7 @@ METHODS: dict[str, type[SSLMethod]] = {
     "mocov2": MoCoV2,
     "swav": SwAV,
     "dino": DINO,
+    "mae": MAE,
 }
 """Every SSL method by its name in configs, run directories and results (the study's four first)."""
 
@@ -43,9 +45,15 @@ def method_class(name: str) -> type[SSLMethod]:
     return METHODS[name]
 
 
+def method_problems(name: str, backbone: str) -> list[str]:
+    """Why method ``name`` cannot train ``backbone`` (MAE needs a ViT), as lines for a pre-flight check."""
+    problem = method_class(name).backbone_problem(backbone)
+    return [problem] if problem else []
+
+
 def build_method(name: str, encoder: Encoder, gather_distributed: bool = False, **options) -> SSLMethod:
     """The method called ``name`` around ``encoder``, with explicit constructor ``options``."""
     return method_class(name)(encoder, gather_distributed=gather_distributed, **options)
 
 
-__all__ = ["METHODS", "STUDY_METHODS", "SSLMethod", "build_method", "method_class"]
+__all__ = ["METHODS", "STUDY_METHODS", "SSLMethod", "build_method", "method_class", "method_problems"]

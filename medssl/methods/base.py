@@ -80,6 +80,12 @@ class SSLMethod(nn.Module):
         self.encoder = encoder
         self.gather_distributed = gather_distributed
 
+    @classmethod
+    def backbone_problem(cls, backbone: str) -> str | None:
+        """Why this method cannot train backbone ``backbone`` (a ``PretrainConfig.backbone``), checked before any
+        image is decoded; None when it can (every backbone, unless a method needs a kind: MAE a ViT)."""
+        return None
+
     @property
     def trained_encoder(self) -> Encoder:
         """The encoder a run monitors and exports: ``encoder``, unless the method's paper evaluates another."""

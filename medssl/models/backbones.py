@@ -10,9 +10,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from medssl.errors import ConfigError, WeightsUnavailableError
+from medssl.errors import ConfigError, MedsslError, WeightsUnavailableError
 from medssl.models.inputs import IMAGENET_MEAN, IMAGENET_STD, InputConventions
-from medssl.models.vit import vit
+from medssl.models.vit import is_timm_vit, vit
 
 Init = Literal["random", "imagenet", "pretrained"]
 INITS = ("random", "imagenet", "pretrained")
@@ -148,3 +148,13 @@ def build_backbone(name: str, init: Init = "random") -> nn.Module:
             "ImageNet's (init imagenet)"
         )
     return backbone_spec(name).build(init == "imagenet")
+
+
+def backbone_is_vit(name: str) -> bool:
+    """Whether backbone ``name`` (registered or ``timm:``) is a timm ``VisionTransformer``, from a build on the
+    meta device: no memory, no weights read. False for a name that cannot be built (its own check says why)."""
+    try:
+        with torch.device("meta"):
+            return is_timm_vit(backbone_spec(name).build(False))
+    except MedsslError:  # an unknown name: backbone_problems reports it
+        return False

@@ -45,3 +45,10 @@ def vit(size: str, patch: int) -> Callable[[bool], nn.Module]:
         )
 
     return build
+
+
+def is_timm_vit(module: nn.Module) -> bool:
+    """Whether ``module`` is a timm ``VisionTransformer`` (what lightly's masked-image blocks take)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return isinstance(module, VisionTransformer)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from medssl.errors import MedsslError
+from medssl.methods import method_problems
 from medssl.models.backbones import TIMM_PREFIX, build_backbone
 from medssl.models.specs import backbone_problems, family, family_problems
 from medssl.rundir.paths import writable_problem
@@ -53,9 +54,12 @@ def spec_problems(study: StudyConfig) -> list[str]:
 
 
 def ssl_backbone_problems(study: StudyConfig) -> list[str]:
-    """Each SSL backbone under each init: known, takes every dataset's image size, its weights load."""
+    """Each SSL backbone under each init: known, takes every dataset's image size, its weights load; and each
+    method takes its backbones (MAE needs a ViT; a grid that mixes kinds puts MAE in ``ssl_encoders``)."""
     pairs = list(dict.fromkeys((cell.backbone, cell.init) for cell in study.ssl_cells()))
     found = [p for name, init in pairs for p in backbone_problems(name, init, image_sizes(study))]
+    methods = dict.fromkeys((cell.method, cell.backbone) for cell in study.ssl_cells())
+    found += [p for method, backbone in methods for p in method_problems(method, backbone)]
     return list(dict.fromkeys(found))
 
 

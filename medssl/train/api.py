@@ -22,7 +22,7 @@ from medssl.common.lightning import quiet_lightning_logs
 from medssl.data.dataset import PreparedData, prepare_data
 from medssl.data.pools import Pool, pretrain_pool
 from medssl.errors import ConfigError, DataError, Interrupted
-from medssl.methods import method_class
+from medssl.methods import method_class, method_problems
 from medssl.models.encoder import ENCODER_META, build_encoder, save_encoder
 from medssl.models.specs import backbone_problems
 from medssl.rundir.atomic import remove_stale_temps, write_text
@@ -308,7 +308,10 @@ def pretrain(
     if ckpt is None and (out / ENCODER_META).exists() and resume:
         return out
     size = data.image_size if data is not None else config.data.image_size
-    problems = backbone_problems(config.backbone, config.init, [size])  # before any image is decoded
+    problems = [  # before any image is decoded
+        *backbone_problems(config.backbone, config.init, [size]),
+        *method_problems(config.method, config.backbone),
+    ]
     if problems:
         raise ConfigError("; ".join(problems))
     try:

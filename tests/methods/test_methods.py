@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from medssl.errors import ConfigError
-from medssl.methods import METHODS, STUDY_METHODS, build_method
+from medssl.methods import METHODS, STUDY_METHODS, build_method, method_problems
 from medssl.methods.base import ViewPlan, Views
 from medssl.models import build_encoder
 
@@ -24,9 +24,14 @@ def fixed_views(plan: ViewPlan, images: torch.Tensor) -> Views:
     return Views(tuple(turns[: plan.global_crops]), tuple(local))
 
 
+def backbone_for(method: str) -> str:
+    """ResNet-18, or for a method that needs a ViT (MAE) ViT-Tiny (8 px patches: 16 tokens of the 32 px set)."""
+    return "vit_tiny" if method_problems(method, "resnet18") else "resnet18"
+
+
 def test_registry_holds_the_study_methods_and_more() -> None:
     assert set(STUDY_METHODS) <= set(METHODS)
-    assert {"byol", "barlowtwins", "mocov2", "swav", "dino"} <= set(METHODS)
+    assert {"byol", "barlowtwins", "mocov2", "swav", "dino", "mae"} <= set(METHODS)
     with pytest.raises(ConfigError, match="unknown"):
         build_method("nope", build_encoder("resnet18"))
 
@@ -67,7 +72,7 @@ def test_moco_sizes_its_queue_from_the_training_set(n_train: int, batch: int, qu
 def test_loss_falls_on_a_tiny_set(name: str, tiny_data) -> None:
     torch.manual_seed(0)
     options = {"queue_size": 64} if name == "mocov2" else {}
-    method = build_method(name, build_encoder("resnet18"), **options)
+    method = build_method(name, build_encoder(backbone_for(name)), **options)
     images = torch.from_numpy(tiny_data.images[:32]).permute(0, 3, 1, 2).float() / 255
     views = fixed_views(method.view_plan, images)  # fixed views: the objective is deterministic
     optimizer = torch.optim.SGD(method.parameters(), lr=method.default_lr, momentum=0.9)

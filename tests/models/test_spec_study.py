@@ -53,6 +53,21 @@ def test_the_preflight_lists_missing_weights_and_sizes_the_models_cannot_take(
     assert not (tmp_path / "run").exists()
 
 
+def test_the_preflight_refuses_mae_on_a_cnn_in_the_grid_and_takes_it_on_a_vit(
+    tmp_path: Path, pixel_cache: Path
+):
+    """A grid that pairs MAE with ResNet-18 is refused before anything runs; MAE on the ViT in ``ssl_encoders``
+    beside a ResNet grid passes the check."""
+    mixed = study(pixel_cache, methods=["simclr", "mae"], backbones=["resnet18"])
+    with pytest.raises(
+        PreflightError, match="method mae masks image patches and needs a ViT backbone, not resnet18"
+    ):
+        preflight(mixed, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    extra = [{"method": "mae", "backbone": "vit_tiny_p4", "init": "random"}]
+    preflight(study(pixel_cache, backbones=["resnet18"], ssl_encoders=extra), tmp_path / "run")
+
+
 PAIR_LINE = re.compile(
     r"^(No significant difference between (?P<tie_a>.+?) and (?P<tie_b>.+?): [+−]\d+\.\d points of accuracy, "
     r"p[=<][\d.]+\.|(?P<winner>.+?) is better than (?P<loser>.+?) by \+?\d+\.\d points of accuracy, p[=<][\d.]+\."

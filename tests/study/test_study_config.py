@@ -17,7 +17,7 @@ def test_an_unknown_method_is_refused_naming_the_registered_ones() -> None:
         ConfigError, match=rf"methods: Value error, method 'simclrr' is unknown; choose one of: {choices}"
     ):
         validate(StudyConfig, {"datasets": {"d": {}}, "methods": ["vicreg", "simclrr"]})
-    with pytest.raises(ConfigError, match=r"^pre\.yaml: method: .*'mae' is unknown"):
-        validate(PretrainConfig, {"method": "mae"}, source="pre.yaml")
+    with pytest.raises(ConfigError, match=r"^pre\.yaml: method: .*'ijepa' is unknown"):
+        validate(PretrainConfig, {"method": "ijepa"}, source="pre.yaml")
     study = validate(StudyConfig, {"datasets": {"d": {}}, "methods": list(METHODS)})
     assert study.methods == list(METHODS)

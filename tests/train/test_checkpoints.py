@@ -177,3 +177,21 @@ def test_a_stopped_multi_crop_run_resumes_with_its_whole_state_and_ends_equal(
         )
     for key, value in a.items():
         assert key == "method._extra_state" or torch.equal(value, b[key]), key
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_a_stopped_mae_run_resumes_and_ends_equal(
+    tmp_path: Path, pixel_cache: Path, tiny_data, precision: str
+) -> None:
+    """MAE on ViT-Tiny: the decoder and the frozen position embeddings are in ``last.ckpt`` beside the encoder,
+    and a resumed run draws the same views and masks, so it ends where the uninterrupted one does."""
+    cfg = config(pixel_cache, precision, method="mae", backbone="vit_tiny_p4", batch_size=16, knn_every=100)
+    whole = pretrain(cfg, tmp_path / "whole", data=tiny_data)
+    part = pretrain(cfg, tmp_path / "part", data=tiny_data, callbacks=[StopAfterEpoch(1)])
+    assert saved_epoch(part, "last.ckpt") == 1
+    resumed = pretrain(cfg, part, data=tiny_data, resume=True)
+    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and {"method.decoder.pos_embed", "method.predict.weight"} <= a.keys()
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
