@@ -29,6 +29,7 @@ from medssl.report.plots import (
     training_blocks,
     tsne_blocks,
 )
+from medssl.report.probe_shift import probe_shift_blocks
 from medssl.report.rundir import RunDir, SplitSummary
 from medssl.report.scaling_report import scaling_blocks
 from medssl.report.tables import (
@@ -316,6 +317,7 @@ def dataset_section(run: RunDir, dataset: str, index: int, n_bootstrap: int) -> 
         *fraction_block(tables, ctx.primary_metric, classes, ctx.folds),
         *([provenance(run, "results.csv")] if len(tables) > 1 else []),
         *finetune_rule_blocks(ctx),
+        *probe_shift_blocks(ctx),
         *fold_blocks(ctx),
         *verdict_blocks(ctx),
         *scaling_blocks(ctx),
