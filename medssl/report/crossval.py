@@ -30,10 +30,18 @@ def _fold_row(ctx: Context, encoder: str, label: str, protocol: str) -> list[Cel
         return None
     seed = rows[0].seed
     by_fold = {r.fold: r.metric(ctx.primary_metric) for r in rows if r.seed == seed}
+    not_applicable = {r.fold for r in rows if r.seed == seed and r.not_applicable}
+    if not_applicable == set(by_fold):  # no fold where the protocol can work: the row says so throughout
+        return [Cell(label, code=encoder), Cell(PROTOCOL_NAMES.get(protocol, protocol))] + [
+            Cell("n/a", "not applicable") for _ in range(ctx.folds + 1 + len(POOLED))
+        ]
     values = np.array([v for v in by_fold.values() if math.isfinite(v)])
     cells = [Cell(label, code=encoder), Cell(PROTOCOL_NAMES.get(protocol, protocol))]
     cells += [
-        Cell(format_metric(ctx.primary_metric, by_fold.get(k, math.nan))) for k in range(1, ctx.folds + 1)
+        Cell("n/a", "not applicable")
+        if k in not_applicable
+        else Cell(format_metric(ctx.primary_metric, by_fold.get(k, math.nan)))
+        for k in range(1, ctx.folds + 1)
     ]
     sd = f"± {format_metric(ctx.primary_metric, float(np.std(values, ddof=1)))}" if len(values) > 1 else ""
     cells.append(

@@ -145,3 +145,22 @@ def test_tsne_by_group_colours_each_point_by_its_slide(two_protocols: Path) -> N
     total = len(set(ctx.split.groups))
     assert 2 <= len(names) < total
     assert f"coloured by patient ({len(names)} of the dataset's {total} patients" in markdown(two_protocols)
+
+
+def test_a_fold_table_marks_a_knn_that_cannot_work_not_applicable(tmp_path: Path, pixel_cache: Path) -> None:
+    data = {"path": "synthetic", "image_size": 32, "cache_dir": str(pixel_cache),
+            "synthetic": {"n_images": 160, "size": 32}, "folds": FOLDS}  # fmt: skip
+    study = {
+        "datasets": {"tiles_cv": data},
+        "methods": [],
+        "baselines": ["random:resnet18"],
+        "evaluation": {"protocols": ["knn", "linear"], "k": 200, "n_bootstrap": 100},  # k ≥ any fold's labels
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    text = markdown(run_study(load_study(path), tmp_path / "run", show_progress=False))
+    folds = text.split("Cross-validation: per fold and pooled out-of-fold")[1].split("\n\n", 2)[2]
+    knn = next(line for line in folds.splitlines() if "| kNN |" in line)
+    assert knn.count("n/a") == FOLDS + 1 + 3  # every fold, the mean and the three pooled scores
+    linear = next(line for line in folds.splitlines() if "| Linear probe |" in line)
+    assert "n/a" not in linear
