@@ -29,7 +29,14 @@ from medssl.report.scaling import (
     reference_band,
     scaling_points,
 )
-from medssl.report.tables import PROTOCOL_NAMES, VERDICT_PROTOCOLS, format_fraction, format_stat
+from medssl.report.tables import (
+    PROTOCOL_NAMES,
+    VERDICT_PROTOCOLS,
+    Floor,
+    format_fraction,
+    format_metric,
+    format_stat,
+)
 from medssl.rundir.results import RESULTS, read_result_rows
 
 # --- the figure -------------------------------------------------------------------------------------------
@@ -114,8 +121,11 @@ def scaling_figure(rows: Sequence[Row], dataset: str, label_fraction: float | No
 # --- the table and the report section ------------------------------------------------------------------
 
 
-def pool_label_table(rows: Sequence[Row], dataset: str, protocol: str, metric: str = "accuracy") -> Table:
-    """Pool size × label fraction for the best method (mean ± sd, or one run's CI), ImageNet frozen below.
+def pool_label_table(
+    rows: Sequence[Row], dataset: str, protocol: str, metric: str = "accuracy", floor: Floor | None = None
+) -> Table:
+    """Pool size × label fraction for the best method (mean ± sd, or one run's CI), ImageNet frozen below,
+    then the test set's ``floor`` (the better of majority class and chance) where given.
 
     ★ marks a cell whose CI lies above ImageNet's at the same label fraction.
     """
@@ -145,6 +155,13 @@ def pool_label_table(rows: Sequence[Row], dataset: str, protocol: str, metric: s
             reference = references[f]
             cells.append(Cell(*format_stat(metric, reference.point.stat)) if reference else Cell("–"))
         body.append(cells)
+    if floor is not None:
+        body.append(
+            [
+                Cell("Floor (majority class / chance)"),
+                *[Cell(format_metric(metric, floor.value(metric)))] * len(labels),
+            ]
+        )
     columns = ["Pre-training pool", *(f"Labels {format_fraction(f)}" for f in labels)]
     what = {"accuracy": "accuracy (%)", "auroc": "AUROC"}.get(metric, metric)
     caption = [
@@ -200,5 +217,5 @@ def scaling_blocks(ctx: Context) -> list[Block]:
                 blocks.append(Paragraph([Span(text)], kind))
     protocol = next((p for p in VERDICT_PROTOCOLS if p in pool_protocols(rows, ctx.dataset)), None)
     if protocol is not None:
-        blocks.append(pool_label_table(rows, ctx.dataset, protocol))
+        blocks.append(pool_label_table(rows, ctx.dataset, protocol, floor=ctx.table.floor))
     return [*blocks, provenance(ctx.run, RESULTS)]

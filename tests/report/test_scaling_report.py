@@ -8,6 +8,7 @@ import pytest
 
 from medssl.report.scaling import baseline_bands
 from medssl.report.scaling_report import pool_label_table, scaling_figure
+from medssl.report.tables import Floor
 from tests.report.test_scaling import POOLS, imagenet, row, ssl
 
 
@@ -56,6 +57,8 @@ def test_pool_by_label_fraction_table_for_the_best_method() -> None:
     assert (table.rows[2][2].main, table.rows[2][2].sub) == ("79.5", "± 0.7")
     assert "VICReg (resnet18)" in table.caption[0].text
     assert table.rows[3][1].main == "77.0"
+    floored = pool_label_table(_study_rows(), "ds", "linear", floor=Floor((30, 70)))
+    assert [c.main for c in floored.rows[-1]] == ["Floor (majority class / chance)", "70.0", "70.0"]
 
 
 @pytest.mark.parametrize("primary", ["accuracy", "balanced_accuracy"])
@@ -69,7 +72,14 @@ def test_crossover_follows_the_verdicts_primary_metric(tmp_path: Path, primary: 
 
     append_results(tmp_path / RESULTS, _study_rows())
     run = SimpleNamespace(root=tmp_path, predictions=lambda path: None, meta=lambda key: None)
-    ctx = SimpleNamespace(run=run, dataset="ds", key="d1-ds", n_bootstrap=200, primary_metric=primary)
+    ctx = SimpleNamespace(
+        run=run,
+        dataset="ds",
+        key="d1-ds",
+        n_bootstrap=200,
+        primary_metric=primary,
+        table=SimpleNamespace(floor=None),
+    )
     texts = [span.text for block in scaling_blocks(ctx) for span in getattr(block, "content", [])]
     statements = [t for t in texts if t.startswith(("kNN, ", "Linear probe, "))]
     if primary == "accuracy":
