@@ -4,7 +4,6 @@ not drawn like the training images (e.g. the Kermany chest X-rays' official test
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,9 +24,11 @@ AUROC_SLACK = 0.005
 class FallingProbe:
     encoder: str
     fewer: float
-    """The label fraction whose accuracy the full fraction falls below."""
+    """The label fraction whose accuracy the largest one falls below."""
+    most: float
+    """The largest label fraction run."""
     accuracy: tuple[float, float]
-    """(at ``fewer``, at the full fraction), means over seeds and folds."""
+    """(at ``fewer``, at ``most``), means over seeds and folds."""
     auroc: tuple[float, float]
 
 
@@ -36,7 +37,7 @@ def _means(rows: list[Result]) -> dict[str, float]:
 
 
 def falling_probes(results: Iterable[Result], dataset: str) -> list[FallingProbe]:
-    """Encoders whose linear probe with the most labels scores below the 95 % CI lower bound of its accuracy
+    """Encoders whose linear probe at the largest label fraction scores below the 95 % CI lower bound of its accuracy
     with fewer labels, while its AUROC does not fall (ranking as good or better, the threshold worse)."""
     by_cell: dict[tuple[str, float], list[Result]] = defaultdict(list)
     for row in results:
@@ -50,7 +51,7 @@ def falling_probes(results: Iterable[Result], dataset: str) -> list[FallingProbe
             small = _means(by_cell[(encoder, fewer)])
             if full["accuracy"] < small["accuracy_ci_low"] and full["auroc"] >= small["auroc"] - AUROC_SLACK:
                 accuracy, auroc = (small["accuracy"], full["accuracy"]), (small["auroc"], full["auroc"])
-                found.append(FallingProbe(encoder, fewer, accuracy, auroc))
+                found.append(FallingProbe(encoder, fewer, fractions[-1], accuracy, auroc))
                 break
     return found
 
@@ -63,8 +64,6 @@ def _class_shares(split: SplitSummary | None) -> str:
     test, train = split.counts["test"], split.counts["train"]
     largest = int(np.argmax(test))
     shares = [100 * counts[largest] / sum(counts) for counts in (test, train)]
-    if any(not math.isfinite(s) for s in shares):
-        return ""
     return f" (test: {shares[0]:.1f} % {split.classes[largest]}; training: {shares[1]:.1f} %)"
 
 
@@ -75,7 +74,7 @@ def probe_shift_blocks(ctx: Context) -> list[Block]:
         return []
     listed = "; ".join(
         f"{p.encoder}: {100 * p.accuracy[0]:.1f} % at {format_fraction(p.fewer)} labels, "
-        f"{100 * p.accuracy[1]:.1f} % with all (AUROC {p.auroc[0]:.3f} → {p.auroc[1]:.3f})"
+        f"{100 * p.accuracy[1]:.1f} % at {format_fraction(p.most)} (AUROC {p.auroc[0]:.3f} → {p.auroc[1]:.3f})"
         for p in falling
     )
     return [
