@@ -78,9 +78,12 @@ def test_crossover_follows_the_verdicts_primary_metric(tmp_path: Path, primary: 
         key="d1-ds",
         n_bootstrap=200,
         primary_metric=primary,
-        table=SimpleNamespace(floor=None),
+        table=SimpleNamespace(floor=Floor((30, 70))),
     )
-    texts = [span.text for block in scaling_blocks(ctx) for span in getattr(block, "content", [])]
+    blocks = scaling_blocks(ctx)
+    texts = [span.text for block in blocks for span in getattr(block, "content", [])]
+    (table,) = [block for block in blocks if getattr(block, "rows", None)]  # the section passes the floor on
+    assert table.rows[-1][0].main == "Floor (majority class / chance)"
     statements = [t for t in texts if t.startswith(("kNN, ", "Linear probe, "))]
     if primary == "accuracy":
         assert [t.split(":")[0] for t in statements] == ["kNN, accuracy", "Linear probe, accuracy"]
